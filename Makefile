@@ -1,0 +1,48 @@
+# Quickstart: `make run` (serve on 127.0.0.1:8000 with data in it) and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+BUNDLED := tests/fixtures/upstream
+export CSV_SOURCE_PATH ?= $(BUNDLED)/coingecko_markets_csv_Global-rd.csv
+
+.PHONY: run test lint format install install-dev clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python requirements.txt
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+# Migrate, ingest every source (live; the bundled recorded responses when the network is out),
+# then serve. With no DATABASE_URL this is SQLite in ./db.sqlite3.
+run: install
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py ingest --source all \
+	  --fallback-file coingecko=$(BUNDLED)/coingecko_markets_madjin.json \
+	  --fallback-file coinpaprika=$(BUNDLED)/coinpaprika_tickers_greenyun2.json
+	@echo "Serving on http://127.0.0.1:8000/  (try /health, /data, /stats, /admin/)"
+	$(BIN)/python manage.py runserver 127.0.0.1:8000 --noreload
+
+test: install-dev
+	scripts/with-services.sh $(BIN)/pytest
+
+lint: install-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: install-dev
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) db.sqlite3 .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,11 @@
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from crypto.models import Source
+
+
+class DataQuerySerializer(serializers.Serializer):
+    source = serializers.ChoiceField(choices=Source.values, required=False)
+    limit = serializers.IntegerField(min_value=1, max_value=5000, default=100,
+                                     help_text="records of the dataset to return (data_count counts all)")

@@ -1,0 +1,77 @@
+"""The seed endpoints: /health, /data, /stats. Thin: parse input, call one selector, shape output."""
+
+from __future__ import annotations
+
+from django.db import DatabaseError
+from django.utils import timezone
+from rest_framework import status, viewsets
+from rest_framework.exceptions import NotFound
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from crypto import selectors
+from crypto.api.serializers import DataQuerySerializer
+from crypto.models import IngestionRun
+
+
+class HealthViewSet(viewsets.ViewSet):
+    """Is the service alive: database reachability and per-source freshness.
+
+    `status` is `ok`, `degraded` (a source's latest run failed) or `error` (HTTP 503: the database
+    is unreachable)."""
+
+    def list(self, request: Request) -> Response:
+        now = timezone.now()
+        try:
+            latency_ms = selectors.database_ping()
+            sources = selectors.sources_freshness()
+        except DatabaseError as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            return Response(
+                {"status": "error", "time": now, "database": {"status": "down", "error": reason}},
+                status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            )
+        failing = sorted(name for name, info in sources.items()
+                         if info["last_run_status"] == IngestionRun.Status.FAILED)
+        return Response({
+            "status": "degraded" if failing else "ok",
+            "time": now,
+            "database": {"status": "ok", "latency_ms": latency_ms},
+            "broker": {"status": "not_configured"},
+            "failing_sources": failing,
+            "sources": sources,
+        })
+
+
+class DataViewSet(viewsets.ViewSet):
+    """The latest successfully ingested dataset: everything one successful run fetched from one
+    source (all CoinGecko pages of that run), with its records as the upstream sent them.
+
+    `?source=coingecko|coinpaprika|csv` picks a source; `?limit=` caps the records returned
+    (`data_count` always counts all of them)."""
+
+    def list(self, request: Request) -> Response:
+        query = DataQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        source = query.validated_data.get("source")
+        dataset = selectors.dataset_latest(source=source, limit=query.validated_data["limit"])
+        if dataset is None:
+            raise NotFound(f"No data has been ingested yet{f' for source {source!r}' if source else ''}; "
+                           "run `python manage.py ingest`.")
+        return Response({
+            "source": dataset.run.source,
+            "fetched_at": dataset.fetched_at,
+            "data_count": dataset.data_count,
+            "run_id": dataset.run.pk,
+            "raw_ids": dataset.raw_ids,
+            "returned": len(dataset.records),
+            "data": dataset.records,
+        })
+
+
+class StatsViewSet(viewsets.ViewSet):
+    """Per source: datasets, stored bodies and records, first/last fetch, runs by status, and the
+    last run with its duration and error. Aggregated in the database."""
+
+    def list(self, request: Request) -> Response:
+        return Response(selectors.stats_summary())

@@ -1,0 +1,174 @@
+"""The schema: raw upstream bodies, ingestion runs, and the normalized market data built from them."""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class Source(models.TextChoices):
+    COINGECKO = "coingecko", "CoinGecko"
+    COINPAPRIKA = "coinpaprika", "CoinPaprika"
+    CSV = "csv", "CSV file"
+
+
+class IngestionRun(models.Model):
+    class Trigger(models.TextChoices):
+        CLI = "cli", "command line"
+        TASK = "task", "Celery task"
+        ADMIN = "admin", "admin action"
+        API = "api", "API request"
+        FILE = "file", "saved file"
+
+    class Status(models.TextChoices):
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        # Another run of the same source held the lock; this one wrote nothing.
+        SKIPPED = "skipped"
+
+    source = models.CharField(max_length=16, choices=Source.choices)
+    trigger = models.CharField(max_length=8, choices=Trigger.choices)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    task_id = models.CharField(max_length=64, blank=True, default="")
+    records_fetched = models.PositiveIntegerField(default=0)
+    raw_stored = models.PositiveIntegerField(default=0, help_text="new bodies stored")
+    raw_duplicates = models.PositiveIntegerField(default=0, help_text="bodies already stored")
+    rows_upserted = models.PositiveIntegerField(default=0)
+    records_rejected = models.PositiveIntegerField(default=0)
+    # The first rejected records with their reasons (`line 40: ...`), capped to keep rows small.
+    problems = models.JSONField(default=list, blank=True)
+    error = models.TextField(blank=True, default="")
+    # transient: worth retrying later (throttled, upstream down); permanent: fix something first.
+    error_kind = models.CharField(max_length=10, blank=True, default="",
+                                  choices=[("transient", "transient"), ("permanent", "permanent")])
+    bodies = models.ManyToManyField("RawCryptoData", through="RunBody", related_name="runs")
+
+    class Meta:
+        db_table = "ingestion_run"
+        ordering = ["-started_at", "-id"]
+        indexes = [
+            models.Index(fields=["source", "status", "-started_at"], name="run_source_status_started"),
+            models.Index(fields=["source", "-started_at"], name="run_source_started"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source} run #{self.pk} ({self.status})"
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.finished_at is None or self.started_at is None:
+            return None
+        return round((self.finished_at - self.started_at).total_seconds(), 3)
+
+
+class RawCryptoData(models.Model):
+    """One upstream response body as received: a CoinGecko page, a CoinPaprika /tickers call,
+    a CSV chunk. Stored once per source: a body with the same content hash is not stored again."""
+
+    source = models.CharField(max_length=16, choices=Source.choices)
+    data = models.JSONField()
+    fetched_at = models.DateTimeField()
+    # sha256 of the body in canonical JSON (sorted keys, compact): formatting does not matter.
+    content_hash = models.CharField(max_length=64)
+    record_count = models.PositiveIntegerField()
+    request = models.CharField(max_length=2000, help_text="URL asked (never with a key) or file read")
+    position = models.PositiveIntegerField(default=1, help_text="page or chunk number")
+    run = models.ForeignKey(IngestionRun, null=True, blank=True, on_delete=models.SET_NULL,
+                            related_name="stored_bodies", help_text="the run that first stored it")
+
+    class Meta:
+        db_table = "raw_crypto_data"
+        verbose_name = "raw upstream body"
+        verbose_name_plural = "raw upstream bodies"
+        ordering = ["-fetched_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["source", "content_hash"], name="raw_unique_source_content"),
+        ]
+        indexes = [models.Index(fields=["source", "-fetched_at"], name="raw_source_fetched")]
+
+    def __str__(self) -> str:
+        return f"{self.source} body #{self.pk} ({self.record_count} records)"
+
+
+class RunBody(models.Model):
+    """Which bodies a run fetched, including ones already stored by an earlier run: a run's
+    dataset is all of them, even when none was new."""
+
+    run = models.ForeignKey(IngestionRun, on_delete=models.CASCADE)
+    raw = models.ForeignKey(RawCryptoData, on_delete=models.CASCADE)
+    position = models.PositiveIntegerField()
+    fetched_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "ingestion_run_body"
+        constraints = [models.UniqueConstraint(fields=["run", "raw"], name="run_body_unique")]
+
+
+class Asset(models.Model):
+    """An asset as one source identifies it. Keyed on the upstream id, never the symbol."""
+
+    source = models.CharField(max_length=16, choices=Source.choices)
+    upstream_id = models.CharField(max_length=200)
+    symbol = models.CharField(max_length=100, blank=True)
+    name = models.CharField(max_length=300, blank=True)
+    first_seen_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "asset"
+        ordering = ["source", "upstream_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["source", "upstream_id"], name="asset_unique_source_upstream_id"),
+        ]
+        indexes = [models.Index(fields=["symbol"], name="asset_symbol")]
+
+    def __str__(self) -> str:
+        return f"{self.source}:{self.upstream_id}"
+
+
+def _price() -> models.DecimalField:
+    # 24 decimal places: micro-cap prices go down to 1e-15 USD in the recorded bodies.
+    return models.DecimalField(max_digits=48, decimal_places=24, null=True, blank=True)
+
+
+def _amount() -> models.DecimalField:
+    return models.DecimalField(max_digits=40, decimal_places=8, null=True, blank=True)
+
+
+def _percent() -> models.DecimalField:
+    return models.DecimalField(max_digits=24, decimal_places=8, null=True, blank=True)
+
+
+class MarketQuote(models.Model):
+    """One observation of an asset: its market data at the upstream's `last_updated`, in USD.
+    NULL is "upstream had no value"; nothing unknown is stored as 0."""
+
+    asset = models.ForeignKey(Asset, on_delete=models.CASCADE, related_name="quotes")
+    source = models.CharField(max_length=16, choices=Source.choices)
+    last_updated = models.DateTimeField()
+    price_usd = _price()
+    market_cap_usd = _amount()
+    volume_24h_usd = _amount()
+    market_cap_rank = models.PositiveIntegerField(null=True, blank=True)
+    circulating_supply = _amount()
+    total_supply = _amount()
+    max_supply = _amount()
+    price_change_24h_usd = _price()
+    price_change_pct_24h = _percent()
+    market_cap_change_pct_24h = _percent()
+    raw = models.ForeignKey(RawCryptoData, null=True, blank=True, on_delete=models.SET_NULL,
+                            related_name="quotes", help_text="the body this came from")
+    ingested_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "market_quote"
+        ordering = ["-last_updated", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["asset", "last_updated"], name="quote_unique_asset_last_updated"),
+        ]
+        indexes = [models.Index(fields=["source", "-last_updated"], name="quote_source_last_updated")]
+
+    def __str__(self) -> str:
+        return f"{self.asset} @ {self.last_updated:%Y-%m-%d %H:%M:%S}"

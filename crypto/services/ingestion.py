@@ -1,0 +1,144 @@
+"""The one ingestion use-case. Every entry point (command, task, admin, API) calls `ingestion_run`.
+
+A run of one source is one transaction: fetch each body, store it raw once, upsert its normalized
+rows, record the run's counts. Any failure rolls all of it back and leaves a failed run record
+with the reason. A transaction-scoped advisory lock keeps one run per source at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable, Iterator
+
+from django.conf import settings
+from django.db import DatabaseError, transaction
+from django.utils import timezone
+
+from crypto.models import IngestionRun
+from crypto.services.locks import advisory_xact_lock_try
+from crypto.services.storage import raw_body_store, records_upsert
+from crypto.sources import source_get
+from crypto.sources.base import Body, FetchContext, SourceError
+from crypto.sources.http import HttpClient, UpstreamError
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]
+PROBLEMS_KEPT = 100
+
+
+class AlreadyRunning(Exception):
+    pass
+
+
+def http_client_build() -> HttpClient:
+    return HttpClient(
+        connect_timeout=settings.HTTP_CONNECT_TIMEOUT,
+        read_timeout=settings.HTTP_READ_TIMEOUT,
+        max_attempts=settings.HTTP_MAX_ATTEMPTS,
+        backoff_base=settings.HTTP_BACKOFF_BASE,
+        backoff_cap=settings.HTTP_BACKOFF_CAP,
+        retry_after_cap=settings.HTTP_RETRY_AFTER_CAP,
+    )
+
+
+def fetch_context_build(*, source: str, client: HttpClient | None = None) -> FetchContext:
+    client = client or http_client_build()
+    if source == "coingecko":
+        return FetchContext(client=client, base_url=settings.COINGECKO_BASE_URL,
+                            api_key=settings.COINGECKO_API_KEY, pages=settings.COINGECKO_PAGES,
+                            per_page=settings.COINGECKO_PER_PAGE)
+    if source == "coinpaprika":
+        return FetchContext(client=client, base_url=settings.COINPAPRIKA_BASE_URL,
+                            api_key=settings.COINPAPRIKA_API_KEY)
+    return FetchContext(client=client, path=settings.CSV_SOURCE_PATH, chunk_rows=settings.CSV_CHUNK_ROWS)
+
+
+def ingestion_run(
+    *,
+    source: str,
+    trigger: str,
+    file: str | None = None,
+    task_id: str = "",
+    progress: Progress | None = None,
+    client: HttpClient | None = None,
+) -> IngestionRun:
+    """Run one ingestion of `source` now (or load a saved body from `file`) and return the run.
+
+    Never raises for a failed run: the returned run says `failed` with the error. It raises only
+    when the failure cannot even be recorded (the database is gone), so a caller can retry.
+    """
+    module = source_get(name=source)
+    say = progress or (lambda message: None)
+    run = IngestionRun.objects.create(source=source, trigger=trigger, task_id=task_id)
+    log = {"run_id": run.pk, "source": source, "trigger": trigger}
+    logger.info("ingestion run started", extra=log)
+    try:
+        with transaction.atomic():
+            if not advisory_xact_lock_try(name=f"ingest:{source}"):
+                raise AlreadyRunning(f"{source} is already being ingested by another run; "
+                                     "this one wrote nothing")
+            bodies: Iterator[Body] = (
+                module.read_file(path=file) if file
+                else module.fetch(context=fetch_context_build(source=source, client=client))
+            )
+            for body in bodies:
+                _body_ingest(run=run, module=module, body=body, say=say)
+            run.status = IngestionRun.Status.SUCCEEDED
+            run.finished_at = timezone.now()
+            run.save()
+    except AlreadyRunning as exc:
+        run.status, run.error = IngestionRun.Status.SKIPPED, str(exc)
+        _finish(run)
+        say(f"{source}: {exc}")
+    except Exception as exc:  # every failure becomes a failed run record, with the reason
+        run.status, run.error = IngestionRun.Status.FAILED, _reason(exc)
+        run.error_kind = "transient" if getattr(exc, "transient", False) else "permanent"
+        # What was counted was rolled back with the transaction.
+        run.raw_stored = run.raw_duplicates = run.rows_upserted = 0
+        if not isinstance(exc, (SourceError, DatabaseError)):
+            logger.exception("ingestion run crashed", extra=log)
+        try:
+            _finish(run)
+        except DatabaseError:
+            logger.error("could not record the failed run", extra={**log, "reason": run.error})
+            raise exc from None
+        say(f"{source}: failed: {run.error}")
+    logger.info("ingestion run finished", extra={**log, "status": run.status, "error": run.error,
+                                                  "rows_upserted": run.rows_upserted})
+    return run
+
+
+def _body_ingest(*, run: IngestionRun, module: object, body: Body, say: Progress) -> None:
+    stored = raw_body_store(source=run.source, body=body, run=run)
+    run.records_fetched += body.record_count
+    if not stored.created:
+        # Same content as a stored body: its rows are already in, from the run that stored it.
+        run.raw_duplicates += 1
+        say(f"{run.source}: body {body.position}: {body.record_count} records, unchanged since "
+            f"body #{stored.raw.pk}, skipped")
+        return
+    run.raw_stored += 1
+    parsed = module.parse(data=body.data)  # type: ignore[attr-defined]
+    upserted = records_upsert(source=run.source, records=parsed.records, raw=stored.raw,
+                              default_time=body.fetched_at)
+    run.rows_upserted += upserted
+    run.records_rejected += len(parsed.problems)
+    room = PROBLEMS_KEPT - len(run.problems)
+    if room > 0:
+        run.problems.extend(f"body {body.position}, {problem}" for problem in parsed.problems[:room])
+    say(f"{run.source}: body {body.position}: {body.record_count} records, {upserted} rows upserted"
+        + (f", {len(parsed.problems)} rejected" if parsed.problems else ""))
+
+
+def _finish(run: IngestionRun) -> None:
+    run.finished_at = timezone.now()
+    run.save()
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, (SourceError, UpstreamError)):
+        return str(exc)
+    if isinstance(exc, DatabaseError):
+        return f"database error: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}"
+    return f"{type(exc).__name__}: {exc}"

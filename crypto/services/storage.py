@@ -1,0 +1,81 @@
+"""Writes of one body: the raw row (once per content), and the normalized rows (upserted on their
+natural keys). Callers run these inside the run's transaction."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+
+from crypto.models import Asset, IngestionRun, MarketQuote, RawCryptoData, RunBody
+from crypto.sources.base import Body, Record, canonical_json
+
+QUOTE_VALUE_FIELDS = [
+    "price_usd", "market_cap_usd", "volume_24h_usd", "market_cap_rank", "circulating_supply",
+    "total_supply", "max_supply", "price_change_24h_usd", "price_change_pct_24h",
+    "market_cap_change_pct_24h",
+]
+
+
+def content_hash(data: object) -> str:
+    return hashlib.sha256(canonical_json(data)).hexdigest()
+
+
+@dataclass(frozen=True)
+class StoredBody:
+    raw: RawCryptoData
+    created: bool
+
+
+def raw_body_store(*, source: str, body: Body, run: IngestionRun) -> StoredBody:
+    """Store a body unless the same content is already stored for this source, and link it to
+    the run either way (the run's dataset includes bodies it fetched that were not new)."""
+    digest = content_hash(body.data)
+    raw, created = RawCryptoData.objects.get_or_create(
+        source=source, content_hash=digest,
+        defaults={"data": body.data, "fetched_at": body.fetched_at, "record_count": body.record_count,
+                  "request": body.request[:2000], "position": body.position, "run": run},
+    )
+    RunBody.objects.get_or_create(run=run, raw=raw,
+                                  defaults={"position": body.position, "fetched_at": body.fetched_at})
+    return StoredBody(raw=raw, created=created)
+
+
+def records_upsert(*, source: str, records: list[Record], raw: RawCryptoData, default_time: datetime) -> int:
+    """Upsert assets and quotes on their natural keys; returns the number of quote rows written.
+
+    Within one statement a key may appear only once (PostgreSQL refuses to update a row twice in
+    one INSERT ... ON CONFLICT), and one page can repeat a coin, so the last record of a key wins.
+    """
+    if not records:
+        return 0
+    latest: dict[tuple[str, datetime], Record] = {}
+    names: dict[str, Record] = {}
+    for record in records:
+        if record.last_updated is None:
+            # No upstream time: the body's fetch time keeps the key stable on every reload.
+            record = dataclasses.replace(record, last_updated=default_time)
+        assert record.last_updated is not None
+        latest[(record.upstream_id, record.last_updated)] = record
+        names[record.upstream_id] = record
+
+    Asset.objects.bulk_create(
+        [Asset(source=source, upstream_id=uid, symbol=r.symbol[:100], name=r.name[:300])
+         for uid, r in names.items()],
+        update_conflicts=True, unique_fields=["source", "upstream_id"], update_fields=["symbol", "name", "updated_at"],
+        batch_size=1000,
+    )
+    asset_ids = dict(
+        Asset.objects.filter(source=source, upstream_id__in=list(names)).values_list("upstream_id", "id")
+    )
+    quotes = [
+        MarketQuote(asset_id=asset_ids[uid], source=source, last_updated=when, raw=raw,
+                    **{name: getattr(record, name) for name in QUOTE_VALUE_FIELDS})
+        for (uid, when), record in latest.items()
+    ]
+    MarketQuote.objects.bulk_create(
+        quotes, update_conflicts=True, unique_fields=["asset", "last_updated"],
+        update_fields=[*QUOTE_VALUE_FIELDS, "raw", "ingested_at"], batch_size=1000,
+    )
+    return len(quotes)

@@ -1,0 +1,210 @@
+"""What every source module shares: the shapes that cross into the services, and value parsing.
+
+Sources never touch the ORM. A source turns upstream bytes into `Body` objects (stored raw as
+received) and a body into `Record` objects (normalized, ready to upsert).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from decimal import Decimal, InvalidOperation
+from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
+
+import orjson
+
+
+class SourceError(Exception):
+    """A run of this source cannot go on; the message says why in words an operator can act on."""
+
+
+class MalformedBody(SourceError):
+    """The upstream answered, but not with the shape this source reads."""
+
+
+@dataclass(frozen=True)
+class Body:
+    """One upstream response body (or one CSV chunk), kept raw exactly as parsed from the wire."""
+
+    data: Any
+    request: str  # what was asked: URL with its query (never a key), or the file read
+    position: int  # page number or chunk index, 1-based
+    fetched_at: datetime
+    record_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One normalized observation: an asset's market data at its upstream `last_updated`.
+
+    Every value is USD. None means upstream had no value; nothing unknown is ever written as 0.
+    """
+
+    upstream_id: str
+    symbol: str
+    name: str
+    last_updated: datetime | None
+    price_usd: Decimal | None
+    market_cap_usd: Decimal | None
+    volume_24h_usd: Decimal | None
+    market_cap_rank: int | None
+    circulating_supply: Decimal | None
+    total_supply: Decimal | None
+    max_supply: Decimal | None
+    price_change_24h_usd: Decimal | None
+    price_change_pct_24h: Decimal | None
+    market_cap_change_pct_24h: Decimal | None
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """A record that was not loaded, and why. `where` is `record 12` or `line 40`."""
+
+    where: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}"
+
+
+@dataclass
+class ParseResult:
+    records: list[Record] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+
+class Source(Protocol):
+    name: str
+
+    def fetch(self, *, context: FetchContext) -> Iterator[Body]: ...
+
+    def read_file(self, *, path: str) -> Iterator[Body]: ...
+
+    def parse(self, *, data: Any) -> ParseResult: ...
+
+    def records_of(self, *, data: Any) -> list[Any]: ...
+
+
+@dataclass(frozen=True)
+class FetchContext:
+    """What a fetch needs from the configuration, passed in so sources never read settings."""
+
+    client: Any  # crypto.sources.http.HttpClient
+    base_url: str = ""
+    api_key: str = ""
+    pages: int = 1
+    per_page: int = 250
+    path: str = ""
+    chunk_rows: int = 5000
+
+
+class BadValue(ValueError):
+    pass
+
+
+def to_decimal(value: Any) -> Decimal | None:
+    """A JSON number or numeric string as an exact Decimal; None and "" stay None.
+
+    Floats go through their shortest repr, so 0.1 stays 0.1 rather than 0.1000000000000000055.
+    """
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise BadValue(f"{value!r} is not a number")
+    if isinstance(value, int):
+        return Decimal(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise BadValue(f"{value!r} is not a finite number")
+        return Decimal(repr(value))
+    if isinstance(value, str):
+        try:
+            result = Decimal(value.strip())
+        except InvalidOperation:
+            raise BadValue(f"{value!r} is not a number") from None
+        if not result.is_finite():
+            raise BadValue(f"{value!r} is not a finite number")
+        return result
+    raise BadValue(f"{value!r} is not a number")
+
+
+def to_int(value: Any) -> int | None:
+    number = to_decimal(value)
+    if number is None:
+        return None
+    if number != number.to_integral_value():
+        raise BadValue(f"{value!r} is not a whole number")
+    return int(number)
+
+
+def to_datetime(value: Any) -> datetime | None:
+    """ISO 8601 (`2025-02-09T17:44:04.143Z`) or Unix seconds, always returned in UTC."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value, tz=timezone.utc)
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            if text.replace(".", "", 1).isdigit():
+                return datetime.fromtimestamp(float(text), tz=timezone.utc)
+            parsed = datetime.fromisoformat(text)
+        except (ValueError, OverflowError, OSError):
+            raise BadValue(f"{value!r} is not an ISO 8601 time or Unix timestamp") from None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=timezone.utc)
+        return parsed.astimezone(timezone.utc)
+    raise BadValue(f"{value!r} is not a time")
+
+
+def to_text(value: Any) -> str:
+    return value.strip() if isinstance(value, str) else ""
+
+
+def zero_is_unknown(value: Decimal | None) -> Decimal | None:
+    """CoinPaprika writes unknown supply and market cap as 0; store it as unknown."""
+    return None if value is not None and value == 0 else value
+
+
+def describe_json(data: Any) -> str:
+    """A short, safe description of an unexpected JSON value for an error message."""
+    if isinstance(data, dict):
+        keys = ", ".join(sorted(map(str, data))[:8])
+        return f"a JSON object with keys [{keys}]"
+    if isinstance(data, list):
+        return f"a JSON list of {len(data)} items"
+    return f"a JSON {type(data).__name__}"
+
+
+Converter = Callable[[Any], Any]
+
+
+def convert_fields(values: Mapping[str, Any], spec: Sequence[tuple[str, str, Converter]]) -> dict[str, Any]:
+    """Apply `(attribute, upstream key, converter)` to `values`; a bad value names its key."""
+    out: dict[str, Any] = {}
+    for attribute, key, converter in spec:
+        try:
+            out[attribute] = converter(values.get(key))
+        except BadValue as exc:
+            raise BadValue(f"`{key}` {exc}") from None
+    return out
+
+
+def json_loads(raw: bytes | str) -> Any:
+    """orjson for speed; the standard parser for integers wider than 64 bits, which orjson refuses
+    and which token supplies sometimes are."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw)
+
+
+def canonical_json(data: Any) -> bytes:
+    """The body with sorted keys and no spaces: the same content hashes the same however it was
+    formatted on the wire or on disk."""
+    try:
+        return orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()

@@ -1,0 +1,116 @@
+"""CoinGecko v3 `GET /coins/markets`: paged, 250 records a page at most, 1-based pages, an empty
+list past the end. Records are keyed on `id` (`bitcoin`, `avalanche-2`); symbols repeat.
+
+Units: every value is USD because we ask `vs_currency=usd`. `market_cap_change_24h` is an amount
+here (CoinPaprika's field of that name is a percent), so we keep CoinGecko's percent field.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator, Mapping
+from urllib.parse import urlparse
+
+from crypto.sources import files
+from crypto.sources.base import (
+    BadValue,
+    Body,
+    Converter,
+    FetchContext,
+    MalformedBody,
+    ParseResult,
+    Problem,
+    Record,
+    convert_fields,
+    describe_json,
+    to_datetime,
+    to_decimal,
+    to_int,
+    to_text,
+)
+
+name = "coingecko"
+ENDPOINT = "/coins/markets"
+
+
+def key_header(base_url: str, api_key: str) -> dict[str, str]:
+    """The demo and pro plans take the key in differently named headers, never in the URL."""
+    if not api_key:
+        return {}
+    host = urlparse(base_url).hostname or ""
+    header = "x-cg-pro-api-key" if host.startswith("pro-api.") else "x-cg-demo-api-key"
+    return {header: api_key}
+
+
+def fetch(*, context: FetchContext) -> Iterator[Body]:
+    for page in range(1, context.pages + 1):
+        response = context.client.get_json(
+            context.base_url + ENDPOINT,
+            params={"vs_currency": "usd", "order": "market_cap_desc",
+                    "per_page": context.per_page, "page": page},
+            secret_headers=key_header(context.base_url, context.api_key),
+        )
+        records = _records(response.data)
+        if not records:
+            return  # past the last page
+        yield Body(data=response.data, request=response.url, position=page,
+                   fetched_at=response.fetched_at, record_count=len(records))
+        if len(records) < context.per_page:
+            return
+
+
+def read_file(*, path: str) -> Iterator[Body]:
+    return files.json_bodies(path, count=lambda data: len(_records(data)))
+
+
+def records_of(*, data: Any) -> list[Any]:
+    return _records(data)
+
+
+def _records(data: Any) -> list[Any]:
+    if not isinstance(data, list):
+        raise MalformedBody(f"CoinGecko /coins/markets should answer a JSON list of markets, "
+                            f"got {describe_json(data)}")
+    return data
+
+
+def parse(*, data: Any) -> ParseResult:
+    result = ParseResult()
+    for index, item in enumerate(_records(data)):
+        where = f"record {index}"
+        if not isinstance(item, dict):
+            result.problems.append(Problem(where, f"expected an object, got {describe_json(item)}"))
+            continue
+        parse_market(item, where=where, result=result)
+    return result
+
+
+# (Record attribute, CoinGecko key, converter): the fields we normalize, in USD.
+FIELDS: list[tuple[str, str, Converter]] = [
+    ("last_updated", "last_updated", to_datetime),
+    ("price_usd", "current_price", to_decimal),
+    ("market_cap_usd", "market_cap", to_decimal),
+    ("volume_24h_usd", "total_volume", to_decimal),
+    ("market_cap_rank", "market_cap_rank", to_int),
+    ("circulating_supply", "circulating_supply", to_decimal),
+    ("total_supply", "total_supply", to_decimal),
+    ("max_supply", "max_supply", to_decimal),
+    ("price_change_24h_usd", "price_change_24h", to_decimal),
+    ("price_change_pct_24h", "price_change_percentage_24h", to_decimal),
+    # CoinGecko's `market_cap_change_24h` is an amount; the percent lives here.
+    ("market_cap_change_pct_24h", "market_cap_change_percentage_24h", to_decimal),
+]
+
+
+def parse_market(item: Mapping[str, Any], *, where: str, result: ParseResult) -> None:
+    """One CoinGecko market object (also a row of the flattened CSV layout, as strings)."""
+    upstream_id = to_text(item.get("id"))
+    if not upstream_id:
+        result.problems.append(Problem(where, "no `id`; records are keyed on it, never on symbol"))
+        return
+    try:
+        values = convert_fields(item, FIELDS)
+    except BadValue as exc:
+        result.problems.append(Problem(where, f"{upstream_id}: {exc}"))
+        return
+    result.records.append(Record(upstream_id=upstream_id, symbol=to_text(item.get("symbol")),
+                                 name=to_text(item.get("name")), **values))

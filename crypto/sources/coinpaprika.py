@@ -1,0 +1,116 @@
+"""CoinPaprika v1 `GET /tickers`: every coin in one call (2,000-2,500 on the free tier, ~1.8 MB).
+
+Records are keyed on `id` (`btc-bitcoin`); symbols are upper case and repeat (`EGG` x3).
+Quirks: unknown supply and market cap are written as 0, not null; `quotes` holds only the
+currencies asked for, so a ticker without a `USD` quote cannot be normalized; and
+`market_cap_change_24h` is a percent here, unlike CoinGecko's amount of the same name.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+from crypto.sources import files
+from crypto.sources.base import (
+    BadValue,
+    Body,
+    Converter,
+    FetchContext,
+    MalformedBody,
+    ParseResult,
+    Problem,
+    Record,
+    convert_fields,
+    describe_json,
+    to_datetime,
+    to_decimal,
+    to_int,
+    to_text,
+    zero_is_unknown,
+)
+
+name = "coinpaprika"
+ENDPOINT = "/tickers"
+
+
+def _unknown_if_zero(value: Any) -> Any:
+    return zero_is_unknown(to_decimal(value))
+
+
+def _rank(value: Any) -> int | None:
+    rank = to_int(value)
+    return rank if rank else None  # 0 means unranked
+
+
+TICKER_FIELDS: list[tuple[str, str, Converter]] = [
+    ("last_updated", "last_updated", to_datetime),
+    ("market_cap_rank", "rank", _rank),
+    ("circulating_supply", "circulating_supply", _unknown_if_zero),
+    ("total_supply", "total_supply", _unknown_if_zero),
+    ("max_supply", "max_supply", _unknown_if_zero),
+]
+USD_FIELDS: list[tuple[str, str, Converter]] = [
+    ("price_usd", "price", to_decimal),
+    ("market_cap_usd", "market_cap", _unknown_if_zero),
+    ("volume_24h_usd", "volume_24h", to_decimal),
+    ("price_change_pct_24h", "percent_change_24h", to_decimal),
+    # A percent on CoinPaprika (CoinGecko's field of this name is an amount).
+    ("market_cap_change_pct_24h", "market_cap_change_24h", to_decimal),
+]
+
+
+def auth_header(api_key: str) -> dict[str, str]:
+    return {"Authorization": api_key} if api_key else {}
+
+
+def fetch(*, context: FetchContext) -> Iterator[Body]:
+    response = context.client.get_json(
+        context.base_url + ENDPOINT, params={"quotes": "USD"},
+        secret_headers=auth_header(context.api_key),
+    )
+    yield Body(data=response.data, request=response.url, position=1,
+               fetched_at=response.fetched_at, record_count=len(_records(response.data)))
+
+
+def read_file(*, path: str) -> Iterator[Body]:
+    return files.json_bodies(path, count=lambda data: len(_records(data)))
+
+
+def records_of(*, data: Any) -> list[Any]:
+    return _records(data)
+
+
+def _records(data: Any) -> list[Any]:
+    if not isinstance(data, list):
+        raise MalformedBody(f"CoinPaprika /tickers should answer a JSON list of tickers, "
+                            f"got {describe_json(data)}")
+    return data
+
+
+def parse(*, data: Any) -> ParseResult:
+    result = ParseResult()
+    for index, item in enumerate(_records(data)):
+        where = f"record {index}"
+        if not isinstance(item, dict):
+            result.problems.append(Problem(where, f"expected an object, got {describe_json(item)}"))
+            continue
+        upstream_id = to_text(item.get("id"))
+        if not upstream_id:
+            result.problems.append(Problem(where, "no `id`; records are keyed on it, never on symbol"))
+            continue
+        quotes = item.get("quotes")
+        usd = quotes.get("USD") if isinstance(quotes, dict) else None
+        if not isinstance(usd, dict):
+            result.problems.append(Problem(where, f"{upstream_id}: no USD quote"))
+            continue
+        try:
+            values = convert_fields(item, TICKER_FIELDS) | convert_fields(usd, USD_FIELDS)
+        except BadValue as exc:
+            result.problems.append(Problem(where, f"{upstream_id}: {exc}"))
+            continue
+        result.records.append(Record(
+            upstream_id=upstream_id, symbol=to_text(item.get("symbol")), name=to_text(item.get("name")),
+            price_change_24h_usd=None,  # CoinPaprika gives the 24h change as a percent only
+            **values,
+        ))
+    return result

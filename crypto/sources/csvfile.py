@@ -1,0 +1,199 @@
+"""CSV files of market rows, from `CSV_SOURCE_PATH` (a file or a folder of `*.csv`).
+
+Two layouts are read, told apart by their header:
+- `coingecko`: a `/coins/markets` page flattened by pandas (empty cell = null); keyed on `id`.
+- `simple`: `symbol,name,price_usd,market_cap,volume_24h,timestamp`, with an optional `id`.
+  Such a file carries no upstream id, so without an `id` column a row's identity is its symbol
+  and name together (`btc-bitcoin`): two coins sharing a symbol stay apart.
+
+A file is stored raw in chunks of `CSV_CHUNK_ROWS` rows, each row with its line number, so a bad
+row can be reported by line and nothing in the file is lost even when the row is not loaded.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any, Iterator
+
+from django.utils.text import slugify
+
+from crypto.sources import coingecko, files
+from crypto.sources.base import (
+    BadValue,
+    Body,
+    Converter,
+    FetchContext,
+    MalformedBody,
+    ParseResult,
+    Problem,
+    Record,
+    SourceError,
+    convert_fields,
+    describe_json,
+    to_datetime,
+    to_decimal,
+    to_text,
+)
+
+name = "csv"
+
+SIMPLE_COLUMNS = ("symbol", "name", "price_usd", "market_cap", "volume_24h", "timestamp")
+COINGECKO_COLUMNS = ("id", "symbol", "name", "current_price", "market_cap", "total_volume", "last_updated")
+
+SIMPLE_FIELDS: list[tuple[str, str, Converter]] = [
+    ("last_updated", "timestamp", to_datetime),
+    ("price_usd", "price_usd", to_decimal),
+    ("market_cap_usd", "market_cap", to_decimal),
+    ("volume_24h_usd", "volume_24h", to_decimal),
+]
+
+
+class CsvFileError(SourceError):
+    pass
+
+
+def detect_layout(header: list[str]) -> str:
+    columns = set(header)
+    if set(COINGECKO_COLUMNS) <= columns:
+        return "coingecko"
+    if set(SIMPLE_COLUMNS) <= columns:
+        return "simple"
+    raise CsvFileError(
+        f"unrecognised CSV header {header[:8]}: expected the columns "
+        f"{','.join(SIMPLE_COLUMNS)} or a flattened CoinGecko /coins/markets page "
+        f"({','.join(COINGECKO_COLUMNS)}, ...)"
+    )
+
+
+def decode(raw: bytes, path: str) -> str:
+    # A UTF-8 byte order mark (Excel writes one) is not part of the first column's name.
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise CsvFileError(
+            f"{path}: line {line} is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset "
+            f"{exc.start}); save the file as UTF-8 and load it again"
+        ) from None
+
+
+def csv_files(path: str) -> list[Path]:
+    if not path:
+        raise CsvFileError("CSV_SOURCE_PATH is not set: point it at a CSV file or a folder of them")
+    target = Path(path)
+    if target.is_dir():
+        found = sorted(p for p in target.iterdir() if p.suffix.lower() == ".csv" and p.is_file())
+        if not found:
+            raise CsvFileError(f"{path}: no *.csv files in this folder")
+        return found
+    if target.is_file():
+        return [target]
+    raise CsvFileError(f"{path}: no such file or folder")
+
+
+def read_csv(path: Path, *, chunk_rows: int) -> Iterator[Body]:
+    text = decode(files.read_bytes(str(path)), str(path))
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = [column.strip() for column in next(reader)]
+    except StopIteration:
+        raise CsvFileError(f"{path}: the file is empty; expected a header line") from None
+    except csv.Error as exc:
+        raise CsvFileError(f"{path}: line 1: {exc}") from None
+    layout = detect_layout(header)
+    fetched_at = files.modified_at(str(path))
+    rows: list[dict[str, Any]] = []
+    position = 0
+
+    def body() -> Body:
+        return Body(data={"layout": layout, "header": header, "rows": rows}, request=f"file:{path.resolve()}",
+                    position=position, fetched_at=fetched_at, record_count=len(rows))
+
+    line = reader.line_num
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            # Kept raw so the bad line is reported by parse(), not lost.
+            cells = [f"<unreadable: {exc}>"]
+        start, line = line + 1, reader.line_num
+        if not cells or all(not cell.strip() for cell in cells):
+            continue
+        rows.append({"line": start, "values": cells})
+        if len(rows) >= chunk_rows:
+            position += 1
+            yield body()
+            rows = []
+    if rows:
+        position += 1
+        yield body()
+
+
+def fetch(*, context: FetchContext) -> Iterator[Body]:
+    for path in csv_files(context.path):
+        yield from read_csv(path, chunk_rows=context.chunk_rows)
+
+
+def read_file(*, path: str, chunk_rows: int = 5000) -> Iterator[Body]:
+    return read_csv(Path(path), chunk_rows=chunk_rows)
+
+
+def records_of(*, data: Any) -> list[Any]:
+    """Rows as `{"line": n, column: value, ...}`, the way the file had them."""
+    header = data.get("header", []) if isinstance(data, dict) else []
+    return [{"line": row.get("line"), **dict(zip(header, row.get("values", [])))} for row in _rows(data)]
+
+
+def _rows(data: Any) -> list[Any]:
+    if not (isinstance(data, dict) and isinstance(data.get("rows"), list)
+            and isinstance(data.get("header"), list)):
+        raise MalformedBody(f"a stored CSV body should be an object with header and rows, "
+                            f"got {describe_json(data)}")
+    return data["rows"]
+
+
+def parse(*, data: Any) -> ParseResult:
+    result = ParseResult()
+    rows = _rows(data)
+    header: list[str] = data["header"]
+    layout = data.get("layout") or detect_layout(header)
+    for row in rows:
+        where = f"line {row.get('line', '?')}"
+        cells = row.get("values")
+        if not isinstance(cells, list) or len(cells) != len(header):
+            count = len(cells) if isinstance(cells, list) else 0
+            result.problems.append(Problem(where, f"has {count} cells, the header has {len(header)}"))
+            continue
+        values = dict(zip(header, cells))
+        if layout == "coingecko":
+            coingecko.parse_market(values, where=where, result=result)
+        else:
+            parse_simple(values, where=where, result=result)
+    return result
+
+
+def parse_simple(values: dict[str, str], *, where: str, result: ParseResult) -> None:
+    symbol, name_ = to_text(values.get("symbol")), to_text(values.get("name"))
+    upstream_id = to_text(values.get("id")) or slugify(f"{symbol}-{name_}")
+    if not symbol or not upstream_id:
+        result.problems.append(Problem(where, "no symbol (and no id) to key the row on"))
+        return
+    try:
+        converted = convert_fields(values, SIMPLE_FIELDS)
+    except BadValue as exc:
+        result.problems.append(Problem(where, f"{symbol}: {exc}"))
+        return
+    if converted["price_usd"] is None:
+        result.problems.append(Problem(where, f"{symbol}: no price_usd"))
+        return
+    result.records.append(Record(
+        upstream_id=upstream_id, symbol=symbol, name=name_, market_cap_rank=None,
+        circulating_supply=None, total_supply=None, max_supply=None, price_change_24h_usd=None,
+        price_change_pct_24h=None, market_cap_change_pct_24h=None, **converted,
+    ))

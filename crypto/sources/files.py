@@ -1,0 +1,45 @@
+"""Saved upstream bodies on disk, for `ingest --file`: plain or gzip-compressed JSON."""
+
+from __future__ import annotations
+
+import gzip
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from crypto.sources.base import Body, MalformedBody, SourceError, json_loads
+
+
+def read_bytes(path: str) -> bytes:
+    file = Path(path)
+    if not file.is_file():
+        raise SourceError(f"{path}: no such file")
+    try:
+        raw = file.read_bytes()
+    except OSError as exc:
+        raise SourceError(f"{path}: cannot be read ({exc.strerror})") from None
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as exc:
+            raise SourceError(f"{path}: looks gzip-compressed but cannot be decompressed ({exc})") from None
+    return raw
+
+
+def modified_at(path: str) -> datetime:
+    """A saved body's fetch time is unknown; the file's modification time is the closest fact."""
+    return datetime.fromtimestamp(os.stat(path).st_mtime, tz=timezone.utc)
+
+
+def json_bodies(path: str, *, count: Callable[[Any], int]) -> Iterator[Body]:
+    """The saved JSON body at `path` as a Body; `count` says how many records it holds."""
+    raw = read_bytes(path)
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    try:
+        data = json_loads(raw)
+    except ValueError as exc:
+        raise MalformedBody(f"{path}: not valid JSON ({exc})") from None
+    yield Body(data=data, request=f"file:{Path(path).resolve()}", position=1,
+               fetched_at=modified_at(path), record_count=count(data))

@@ -1,0 +1,276 @@
+"""The one HTTP client for every upstream call.
+
+It always sets connect and read timeouts, classifies every failure as transient (worth retrying)
+or permanent (fail now, say why) in one table, retries transient ones with capped exponential
+backoff and full jitter, honours Retry-After, and checks that a body is the JSON it should be
+before anyone parses it. Secret header values never reach a log line or an error message.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from typing import Any, Callable, Mapping
+from urllib.parse import urlparse
+
+import orjson
+import requests
+
+from crypto.sources.base import SourceError, json_loads
+
+logger = logging.getLogger(__name__)
+
+
+class UpstreamError(SourceError):
+    transient = False
+
+    def __init__(self, message: str, *, status: int | None = None,
+                 retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after  # seconds the upstream asked us to wait, when it said
+
+
+class TransientUpstreamError(UpstreamError):
+    """Worth trying again later: throttling, server trouble, a dropped connection."""
+
+    transient = True
+
+
+class PermanentUpstreamError(UpstreamError):
+    """Trying again will not help: bad key, bad request, a body that is not the expected JSON."""
+
+
+# The classification table: HTTP status -> (transient?, what to tell the operator).
+_STATUS_TABLE: dict[int, tuple[bool, str]] = {
+    400: (False, "the upstream rejected the request as malformed"),
+    401: (False, "the API key is missing or not accepted; check the *_API_KEY setting"),
+    402: (True, "the upstream's free tier is throttling us (402)"),
+    403: (False, "access is forbidden; the key lacks rights or a CDN blocked this client"),
+    404: (False, "the endpoint does not exist; check the *_BASE_URL setting"),
+    408: (True, "the upstream timed out waiting for the request"),
+    429: (True, "rate limited by the upstream"),
+}
+
+
+def classify_status(status: int) -> tuple[bool, str]:
+    if status in _STATUS_TABLE:
+        return _STATUS_TABLE[status]
+    if status >= 500:
+        return True, f"the upstream had a server error ({status})"
+    return False, f"the upstream refused the request ({status})"
+
+
+_TRANSIENT_EXCEPTIONS = (
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ContentDecodingError,
+)
+
+
+@dataclass(frozen=True)
+class JsonResponse:
+    data: Any
+    url: str  # the URL asked, with its query; keys travel in headers so none is here
+    status: int
+    fetched_at: datetime
+    size: int
+
+
+def parse_retry_after(headers: Mapping[str, str], *, now: datetime | None = None) -> float | None:
+    """Seconds to wait, from `Retry-After` (seconds or HTTP-date) or CoinGecko's
+    `x-ratelimit-reset` (`2025-07-25 14:54:00 +0000`). None when neither is usable."""
+    now = now or datetime.now(timezone.utc)
+    value = headers.get("Retry-After")
+    if value:
+        value = value.strip()
+        if value.isdigit():
+            return float(value)
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            when = None
+        if when is not None:
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=timezone.utc)
+            return max(0.0, (when - now).total_seconds())
+    reset = headers.get("x-ratelimit-reset")
+    if reset:
+        try:
+            when = datetime.strptime(reset.strip(), "%Y-%m-%d %H:%M:%S %z")
+        except ValueError:
+            return None
+        return max(0.0, (when - now).total_seconds())
+    return None
+
+
+class HttpClient:
+    def __init__(
+        self,
+        *,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 30.0,
+        max_attempts: int = 5,
+        backoff_base: float = 1.0,
+        backoff_cap: float = 30.0,
+        retry_after_cap: float = 60.0,
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        user_agent: str = "kasparro-crypto-etl/1.0",
+    ) -> None:
+        self.timeout = (connect_timeout, read_timeout)
+        self.max_attempts = max_attempts
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.retry_after_cap = retry_after_cap
+        self.session = session or requests.Session()
+        self.sleep = sleep
+        self.user_agent = user_agent
+
+    def backoff(self, attempt: int) -> float:
+        """Full jitter (AWS architecture blog): uniform in [0, min(cap, base * 2**attempt)]."""
+        return random.uniform(0, min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1)))
+
+    def get_json(
+        self,
+        url: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        secret_headers: Mapping[str, str] | None = None,
+    ) -> JsonResponse:
+        """GET a JSON document, retrying what is transient. Raises UpstreamError otherwise."""
+        secrets = [v for v in (secret_headers or {}).values() if v]
+        headers = {"Accept": "application/json", "User-Agent": self.user_agent, **(secret_headers or {})}
+        request = requests.Request("GET", url, params=params).prepare()
+        shown_url = redact(str(request.url), secrets)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return self._attempt(url, params, headers, shown_url, secrets)
+            except TransientUpstreamError as exc:
+                retry_after = exc.retry_after
+                if attempt >= self.max_attempts:
+                    raise TransientUpstreamError(
+                        f"{exc} (gave up after {attempt} attempt{'s' if attempt > 1 else ''})", status=exc.status,
+                        retry_after=retry_after,
+                    ) from None
+                if retry_after is not None:
+                    if retry_after > self.retry_after_cap:
+                        raise TransientUpstreamError(
+                            f"{exc}; the upstream asked to wait {retry_after:.0f}s, longer than "
+                            f"HTTP_RETRY_AFTER_CAP={self.retry_after_cap:.0f}s",
+                            status=exc.status, retry_after=retry_after,
+                        ) from None
+                    delay = retry_after
+                else:
+                    delay = self.backoff(attempt)
+                logger.warning(
+                    "upstream call failed, retrying",
+                    extra={"url": shown_url, "attempt": attempt, "delay_s": round(delay, 2),
+                           "reason": str(exc)},
+                )
+                self.sleep(delay)
+
+    def _attempt(
+        self,
+        url: str,
+        params: Mapping[str, Any] | None,
+        headers: dict[str, str],
+        shown_url: str,
+        secrets: list[str],
+    ) -> JsonResponse:
+        try:
+            response = self.session.get(url, params=params, headers=headers, timeout=self.timeout)
+            content = response.content
+        except _TRANSIENT_EXCEPTIONS as exc:
+            raise TransientUpstreamError(
+                f"GET {shown_url}: {redact(_network_reason(exc), secrets)}"
+            ) from None
+        except requests.RequestException as exc:
+            raise PermanentUpstreamError(
+                f"GET {shown_url}: {type(exc).__name__}: {redact(str(exc), secrets)}"
+            ) from None
+
+        status = response.status_code
+        if status >= 400:
+            transient, meaning = classify_status(status)
+            detail = _error_detail(response, content)
+            message = redact(f"GET {shown_url} answered HTTP {status}: {meaning}{detail}", secrets)
+            if transient:
+                raise TransientUpstreamError(message, status=status,
+                                             retry_after=parse_retry_after(response.headers))
+            raise PermanentUpstreamError(message, status=status)
+
+        content_type = response.headers.get("Content-Type", "")
+        if not _is_json_type(content_type):
+            kind = "an HTML page (likely a CDN or captive portal)" if _looks_like_html(content) else (
+                f"content of type {content_type or 'unknown'!r}"
+            )
+            raise PermanentUpstreamError(f"GET {shown_url} answered HTTP {status} with {kind}, not JSON",
+                                         status=status)
+        try:
+            data = json_loads(content)
+        except ValueError as exc:
+            raise PermanentUpstreamError(
+                f"GET {shown_url} answered HTTP {status} with a body that is not valid JSON "
+                f"({len(content)} bytes, {exc}); it may have been cut short",
+                status=status,
+            ) from None
+        return JsonResponse(data=data, url=shown_url, status=status,
+                            fetched_at=datetime.now(timezone.utc), size=len(content))
+
+
+def _network_reason(exc: requests.RequestException) -> str:
+    """A one-line reason instead of urllib3's nested retry message."""
+    host = urlparse(exc.request.url).hostname if exc.request is not None and exc.request.url else "the host"
+    text = str(exc)
+    if isinstance(exc, requests.Timeout):
+        return f"timed out talking to {host} ({type(exc).__name__})"
+    if "NameResolutionError" in text or "Name or service not known" in text or "getaddrinfo" in text:
+        return f"cannot resolve {host}: no network or DNS?"
+    if "Connection refused" in text:
+        return f"connection to {host} refused"
+    if isinstance(exc, requests.ConnectionError):
+        return f"connection to {host} failed or was cut ({type(exc).__name__})"
+    return f"{type(exc).__name__} while reading from {host}"
+
+
+def _is_json_type(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")
+
+
+def _looks_like_html(content: bytes) -> bool:
+    head = content[:512].lstrip().lower()
+    return head.startswith(b"<!doctype html") or head.startswith(b"<html") or b"<head" in head
+
+
+def _error_detail(response: requests.Response, content: bytes) -> str:
+    """The upstream's own error text when it sent JSON (`{"error": ...}`, `{"status": {...}}`)."""
+    if not _is_json_type(response.headers.get("Content-Type", "")):
+        return " (HTML page)" if _looks_like_html(content) else ""
+    try:
+        body = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        return ""
+    if isinstance(body, dict):
+        for key in ("error", "error_message", "message"):
+            if isinstance(body.get(key), str):
+                return f" ({body[key][:200]})"
+        status = body.get("status")
+        if isinstance(status, dict) and isinstance(status.get("error_message"), str):
+            return f" ({status['error_message'][:200]})"
+    return ""
+
+
+def redact(text: str, secrets: list[str]) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
