@@ -34,14 +34,40 @@ class RunBodyInline(admin.TabularInline):
 
 @admin.register(IngestionRun)
 class IngestionRunAdmin(ReadOnlyAdmin):
-    list_display = ("id", "source", "status", "trigger", "started_at", "duration", "records_fetched",
-                    "raw_stored", "raw_duplicates", "rows_upserted", "records_rejected", "short_error")
+    list_display = (
+        "id",
+        "source",
+        "status",
+        "trigger",
+        "started_at",
+        "duration",
+        "records_fetched",
+        "raw_stored",
+        "raw_duplicates",
+        "rows_upserted",
+        "records_rejected",
+        "short_error",
+    )
     list_filter = ("source", "status", "trigger", ("started_at", admin.DateFieldListFilter))
     search_fields = ("error", "task_id")
     date_hierarchy = "started_at"
-    readonly_fields = ("source", "trigger", "status", "started_at", "finished_at", "duration", "task_id",
-                       "records_fetched", "raw_stored", "raw_duplicates", "rows_upserted",
-                       "records_rejected", "error_kind", "error", "problems_list")
+    readonly_fields = (
+        "source",
+        "trigger",
+        "status",
+        "started_at",
+        "finished_at",
+        "duration",
+        "task_id",
+        "records_fetched",
+        "raw_stored",
+        "raw_duplicates",
+        "rows_upserted",
+        "records_rejected",
+        "error_kind",
+        "error",
+        "problems_list",
+    )
     exclude = ("problems",)
     inlines = [RunBodyInline]
 
@@ -65,14 +91,23 @@ class RawCryptoDataAdmin(ReadOnlyAdmin):
     search_fields = ("content_hash", "request")
     date_hierarchy = "fetched_at"
     exclude = ("data",)
-    readonly_fields = ("source", "fetched_at", "record_count", "position", "request", "run",
-                       "content_hash", "pretty_data")
+    readonly_fields = (
+        "source",
+        "fetched_at",
+        "record_count",
+        "position",
+        "request",
+        "run",
+        "content_hash",
+        "pretty_data",
+    )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[RawCryptoData]:
         # The list never needs the bodies (up to ~2 MB each); the detail page loads its own.
         queryset = super().get_queryset(request)
-        return queryset.defer("data") if request.resolver_match and \
-            request.resolver_match.url_name.endswith("changelist") else queryset
+        match = request.resolver_match
+        on_list = match is not None and (match.url_name or "").endswith("changelist")
+        return queryset.defer("data") if on_list else queryset
 
     @admin.display(description="hash")
     def short_hash(self, raw: RawCryptoData) -> str:
@@ -95,8 +130,17 @@ class AssetAdmin(ReadOnlyAdmin):
 
 @admin.register(MarketQuote)
 class MarketQuoteAdmin(ReadOnlyAdmin):
-    list_display = ("id", "source", "asset", "symbol", "last_updated", "price_usd", "market_cap_usd",
-                    "volume_24h_usd", "market_cap_rank")
+    list_display = (
+        "id",
+        "source",
+        "asset",
+        "symbol",
+        "last_updated",
+        "price_usd",
+        "market_cap_usd",
+        "volume_24h_usd",
+        "market_cap_rank",
+    )
     list_filter = ("source", ("last_updated", admin.DateFieldListFilter))
     search_fields = ("asset__symbol", "asset__name", "asset__upstream_id")
     list_select_related = ("asset",)

@@ -41,9 +41,15 @@ class IngestionRun(models.Model):
     problems = models.JSONField(default=list, blank=True)
     error = models.TextField(blank=True, default="")
     # transient: worth retrying later (throttled, upstream down); permanent: fix something first.
-    error_kind = models.CharField(max_length=10, blank=True, default="",
-                                  choices=[("transient", "transient"), ("permanent", "permanent")])
-    bodies = models.ManyToManyField("RawCryptoData", through="RunBody", related_name="runs")
+    error_kind = models.CharField(
+        max_length=10,
+        blank=True,
+        default="",
+        choices=[("transient", "transient"), ("permanent", "permanent")],
+    )
+    bodies: models.ManyToManyField[RawCryptoData, RunBody] = models.ManyToManyField(
+        "RawCryptoData", through="RunBody", related_name="runs"
+    )
 
     class Meta:
         db_table = "ingestion_run"
@@ -75,8 +81,14 @@ class RawCryptoData(models.Model):
     record_count = models.PositiveIntegerField()
     request = models.CharField(max_length=2000, help_text="URL asked (never with a key) or file read")
     position = models.PositiveIntegerField(default=1, help_text="page or chunk number")
-    run = models.ForeignKey(IngestionRun, null=True, blank=True, on_delete=models.SET_NULL,
-                            related_name="stored_bodies", help_text="the run that first stored it")
+    run = models.ForeignKey(
+        IngestionRun,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="stored_bodies",
+        help_text="the run that first stored it",
+    )
 
     class Meta:
         db_table = "raw_crypto_data"
@@ -104,6 +116,9 @@ class RunBody(models.Model):
     class Meta:
         db_table = "ingestion_run_body"
         constraints = [models.UniqueConstraint(fields=["run", "raw"], name="run_body_unique")]
+
+    def __str__(self) -> str:
+        return f"run #{self.run_id} body #{self.raw_id}"
 
 
 class Asset(models.Model):
@@ -158,8 +173,14 @@ class MarketQuote(models.Model):
     price_change_24h_usd = _price()
     price_change_pct_24h = _percent()
     market_cap_change_pct_24h = _percent()
-    raw = models.ForeignKey(RawCryptoData, null=True, blank=True, on_delete=models.SET_NULL,
-                            related_name="quotes", help_text="the body this came from")
+    raw = models.ForeignKey(
+        RawCryptoData,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="quotes",
+        help_text="the body this came from",
+    )
     ingested_at = models.DateTimeField(auto_now=True)
 
     class Meta:

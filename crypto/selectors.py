@@ -51,8 +51,11 @@ def sources_freshness() -> dict[str, dict[str, Any]]:
     result = {}
     for source in Source.values:
         last = _latest_run(source, IngestionRun.Status.SUCCEEDED, IngestionRun.Status.FAILED)
-        success = (last if last and last.status == IngestionRun.Status.SUCCEEDED
-                   else _latest_run(source, IngestionRun.Status.SUCCEEDED))
+        success = (
+            last
+            if last and last.status == IngestionRun.Status.SUCCEEDED
+            else _latest_run(source, IngestionRun.Status.SUCCEEDED)
+        )
         result[source] = {
             "last_success_at": success.finished_at if success else None,
             "last_run_status": last.status if last else None,
@@ -64,9 +67,13 @@ def sources_freshness() -> dict[str, dict[str, Any]]:
 def stats_summary() -> dict[str, Any]:
     raw = {
         row["source"]: row
-        for row in RawCryptoData.objects.values("source").order_by().annotate(
-            raw_rows=Count("id"), records=Sum("record_count"),
-            first_fetched_at=Min("fetched_at"), last_fetched_at=Max("fetched_at"),
+        for row in RawCryptoData.objects.values("source")
+        .order_by()
+        .annotate(
+            raw_rows=Count("id"),
+            records=Sum("record_count"),
+            first_fetched_at=Min("fetched_at"),
+            last_fetched_at=Max("fetched_at"),
         )
     }
     run_counts: dict[str, dict[str, int]] = {}
@@ -120,8 +127,11 @@ def dataset_latest(*, source: str | None, limit: int) -> Dataset | None:
     run = runs.order_by("-started_at", "-id").first()
     if run is None:
         return None
-    links = list(RunBody.objects.filter(run=run).order_by("position", "id")
-                 .values_list("raw_id", "fetched_at", "raw__record_count"))
+    links = list(
+        RunBody.objects.filter(run=run)
+        .order_by("position", "id")
+        .values_list("raw_id", "fetched_at", "raw__record_count")
+    )
     records: list[Any] = []
     module = source_get(name=run.source)
     for raw_id, _, _ in links:

@@ -4,8 +4,9 @@ Every variable is listed in `.env.example`. A bad value stops the process at sta
 naming the variable, rather than failing later inside a run.
 """
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 import environ
@@ -20,8 +21,13 @@ environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 T = TypeVar("T")
 
 
-def _read(name: str, reader: Callable[..., T], default: Any, check: Callable[[T], bool] | None = None,
-          expected: str = "") -> T:
+def _read(
+    name: str,
+    reader: Callable[..., T],
+    default: Any,
+    check: Callable[[T], bool] | None = None,
+    expected: str = "",
+) -> T:
     try:
         value = reader(name, default=default)
     except (ValueError, TypeError) as exc:
@@ -39,6 +45,28 @@ def _positive_float(name: str, default: float) -> float:
     return _read(name, env.float, default, lambda v: v > 0, "a number above 0")
 
 
+_BOOLEANS = {
+    "1": True,
+    "true": True,
+    "yes": True,
+    "on": True,
+    "0": False,
+    "false": False,
+    "no": False,
+    "off": False,
+}
+
+
+def _bool(name: str, default: bool) -> bool:
+    # environ's own bool() reads any unknown word as False; a typo must not silently turn debug off.
+    raw = env.str(name, default="").strip().lower()
+    if not raw:
+        return default
+    if raw not in _BOOLEANS:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not valid: expected true or false")
+    return _BOOLEANS[raw]
+
+
 def _http_url(name: str, default: str) -> str:
     def ok(value: str) -> bool:
         parsed = urlparse(value)
@@ -48,15 +76,9 @@ def _http_url(name: str, default: str) -> str:
 
 
 # --- Django core -----------------------------------------------------------------------------
-DEBUG = _read("DJANGO_DEBUG", env.bool, False)
-SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
-if not SECRET_KEY:
-    if not DEBUG:
-        # Local and test runs get a fixed key; a deployment must set its own (issue of production
-        # hardening). Said plainly so nobody mistakes it for a real key.
-        SECRET_KEY = "insecure-development-key-set-DJANGO_SECRET_KEY-in-production"
-    else:
-        SECRET_KEY = "insecure-development-key"
+DEBUG = _bool("DJANGO_DEBUG", False)
+# Local runs and tests get a fixed key that says it is insecure; a deployment sets its own.
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="") or "insecure-local-key-set-DJANGO_SECRET_KEY"
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
 
 INSTALLED_APPS = [
@@ -146,8 +168,13 @@ COINGECKO_BASE_URL = _http_url("COINGECKO_BASE_URL", "https://api.coingecko.com/
 COINGECKO_API_KEY = env.str("COINGECKO_API_KEY", default="")
 # /coins/markets pages fetched per run (250 records each at most).
 COINGECKO_PAGES = _positive_int("COINGECKO_PAGES", 2)
-COINGECKO_PER_PAGE = _read("COINGECKO_PER_PAGE", env.int, 250, lambda v: 1 <= v <= 250,
-                           "a whole number from 1 to 250 (the API's maximum)")
+COINGECKO_PER_PAGE = _read(
+    "COINGECKO_PER_PAGE",
+    env.int,
+    250,
+    lambda v: 1 <= v <= 250,
+    "a whole number from 1 to 250 (the API's maximum)",
+)
 
 COINPAPRIKA_BASE_URL = _http_url("COINPAPRIKA_BASE_URL", "https://api.coinpaprika.com/v1")
 COINPAPRIKA_API_KEY = env.str("COINPAPRIKA_API_KEY", default="")

@@ -54,11 +54,18 @@ def paprika_url() -> str:
     return settings.COINPAPRIKA_BASE_URL + "/tickers"
 
 
-def mock_gecko_page(http: responses.RequestsMock, page: int, body: bytes, status: int = 200,
-                    **kwargs: object) -> None:
-    http.add(responses.GET, gecko_url(), body=body, status=status,
-             content_type=kwargs.pop("content_type", "application/json"),  # type: ignore[arg-type]
-             match=[matchers.query_param_matcher({"page": str(page)}, strict_match=False)], **kwargs)
+def mock_gecko_page(
+    http: responses.RequestsMock, page: int, body: bytes, status: int = 200, **kwargs: object
+) -> None:
+    http.add(
+        responses.GET,
+        gecko_url(),
+        body=body,
+        status=status,
+        content_type=kwargs.pop("content_type", "application/json"),  # type: ignore[arg-type]
+        match=[matchers.query_param_matcher({"page": str(page)}, strict_match=False)],
+        **kwargs,
+    )
 
 
 def mock_gecko_two_pages(http: responses.RequestsMock, first: bytes | None = None) -> None:
@@ -68,5 +75,10 @@ def mock_gecko_two_pages(http: responses.RequestsMock, first: bytes | None = Non
 
 
 def mock_paprika(http: responses.RequestsMock, body: bytes | None = None, status: int = 200) -> None:
-    http.add(responses.GET, paprika_url(), body=body or upstream_bytes(PAPRIKA), status=status,
-             content_type="application/json")
+    http.add(
+        responses.GET,
+        paprika_url(),
+        body=body or upstream_bytes(PAPRIKA),
+        status=status,
+        content_type="application/json",
+    )

@@ -17,12 +17,16 @@ logger = logging.getLogger(__name__)
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, DatabaseError):
         logger.error("database unavailable while answering a request", exc_info=exc)
-        return Response({"detail": "The database is unavailable; try again shortly."},
-                        status=status.HTTP_503_SERVICE_UNAVAILABLE)
+        return Response(
+            {"detail": "The database is unavailable; try again shortly."},
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+        )
     response = drf_exception_handler(exc, context)
     if response is not None and isinstance(exc, ValidationError) and isinstance(exc.detail, dict):
         errors = response.data
-        summary = "; ".join(f"{field}: {' '.join(map(str, messages if isinstance(messages, list) else [messages]))}"
-                            for field, messages in errors.items())
+        summary = "; ".join(
+            f"{field}: {' '.join(map(str, messages if isinstance(messages, list) else [messages]))}"
+            for field, messages in errors.items()
+        )
         response.data = {"detail": f"Invalid request: {summary}", "errors": errors}
     return response

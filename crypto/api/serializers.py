@@ -6,6 +6,11 @@ from crypto.models import Source
 
 
 class DataQuerySerializer(serializers.Serializer):
-    source = serializers.ChoiceField(choices=Source.values, required=False)
-    limit = serializers.IntegerField(min_value=1, max_value=5000, default=100,
-                                     help_text="records of the dataset to return (data_count counts all)")
+    # The query parameter is called `source`, like DRF's Field.source attribute the stubs type.
+    source = serializers.ChoiceField(choices=Source.values, required=False)  # type: ignore[assignment]
+    limit = serializers.IntegerField(
+        min_value=1,
+        max_value=5000,
+        default=100,
+        help_text="records of the dataset to return (data_count counts all)",
+    )

@@ -31,16 +31,19 @@ class HealthViewSet(viewsets.ViewSet):
                 {"status": "error", "time": now, "database": {"status": "down", "error": reason}},
                 status=status.HTTP_503_SERVICE_UNAVAILABLE,
             )
-        failing = sorted(name for name, info in sources.items()
-                         if info["last_run_status"] == IngestionRun.Status.FAILED)
-        return Response({
-            "status": "degraded" if failing else "ok",
-            "time": now,
-            "database": {"status": "ok", "latency_ms": latency_ms},
-            "broker": {"status": "not_configured"},
-            "failing_sources": failing,
-            "sources": sources,
-        })
+        failing = sorted(
+            name for name, info in sources.items() if info["last_run_status"] == IngestionRun.Status.FAILED
+        )
+        return Response(
+            {
+                "status": "degraded" if failing else "ok",
+                "time": now,
+                "database": {"status": "ok", "latency_ms": latency_ms},
+                "broker": {"status": "not_configured"},
+                "failing_sources": failing,
+                "sources": sources,
+            }
+        )
 
 
 class DataViewSet(viewsets.ViewSet):
@@ -56,17 +59,21 @@ class DataViewSet(viewsets.ViewSet):
         source = query.validated_data.get("source")
         dataset = selectors.dataset_latest(source=source, limit=query.validated_data["limit"])
         if dataset is None:
-            raise NotFound(f"No data has been ingested yet{f' for source {source!r}' if source else ''}; "
-                           "run `python manage.py ingest`.")
-        return Response({
-            "source": dataset.run.source,
-            "fetched_at": dataset.fetched_at,
-            "data_count": dataset.data_count,
-            "run_id": dataset.run.pk,
-            "raw_ids": dataset.raw_ids,
-            "returned": len(dataset.records),
-            "data": dataset.records,
-        })
+            raise NotFound(
+                f"No data has been ingested yet{f' for source {source!r}' if source else ''}; "
+                "run `python manage.py ingest`."
+            )
+        return Response(
+            {
+                "source": dataset.run.source,
+                "fetched_at": dataset.fetched_at,
+                "data_count": dataset.data_count,
+                "run_id": dataset.run.pk,
+                "raw_ids": dataset.raw_ids,
+                "returned": len(dataset.records),
+                "data": dataset.records,
+            }
+        )
 
 
 class StatsViewSet(viewsets.ViewSet):

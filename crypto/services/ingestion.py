@@ -8,7 +8,7 @@ with the reason. A transaction-scoped advisory lock keeps one run per source at 
 from __future__ import annotations
 
 import logging
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from django.conf import settings
 from django.db import DatabaseError, transaction
@@ -45,12 +45,17 @@ def http_client_build() -> HttpClient:
 def fetch_context_build(*, source: str, client: HttpClient | None = None) -> FetchContext:
     client = client or http_client_build()
     if source == "coingecko":
-        return FetchContext(client=client, base_url=settings.COINGECKO_BASE_URL,
-                            api_key=settings.COINGECKO_API_KEY, pages=settings.COINGECKO_PAGES,
-                            per_page=settings.COINGECKO_PER_PAGE)
+        return FetchContext(
+            client=client,
+            base_url=settings.COINGECKO_BASE_URL,
+            api_key=settings.COINGECKO_API_KEY,
+            pages=settings.COINGECKO_PAGES,
+            per_page=settings.COINGECKO_PER_PAGE,
+        )
     if source == "coinpaprika":
-        return FetchContext(client=client, base_url=settings.COINPAPRIKA_BASE_URL,
-                            api_key=settings.COINPAPRIKA_API_KEY)
+        return FetchContext(
+            client=client, base_url=settings.COINPAPRIKA_BASE_URL, api_key=settings.COINPAPRIKA_API_KEY
+        )
     return FetchContext(client=client, path=settings.CSV_SOURCE_PATH, chunk_rows=settings.CSV_CHUNK_ROWS)
 
 
@@ -76,10 +81,12 @@ def ingestion_run(
     try:
         with transaction.atomic():
             if not advisory_xact_lock_try(name=f"ingest:{source}"):
-                raise AlreadyRunning(f"{source} is already being ingested by another run; "
-                                     "this one wrote nothing")
+                raise AlreadyRunning(
+                    f"{source} is already being ingested by another run; this one wrote nothing"
+                )
             bodies: Iterator[Body] = (
-                module.read_file(path=file) if file
+                module.read_file(path=file)
+                if file
                 else module.fetch(context=fetch_context_build(source=source, client=client))
             )
             for body in bodies:
@@ -104,8 +111,10 @@ def ingestion_run(
             logger.error("could not record the failed run", extra={**log, "reason": run.error})
             raise exc from None
         say(f"{source}: failed: {run.error}")
-    logger.info("ingestion run finished", extra={**log, "status": run.status, "error": run.error,
-                                                  "rows_upserted": run.rows_upserted})
+    logger.info(
+        "ingestion run finished",
+        extra={**log, "status": run.status, "error": run.error, "rows_upserted": run.rows_upserted},
+    )
     return run
 
 
@@ -115,20 +124,25 @@ def _body_ingest(*, run: IngestionRun, module: object, body: Body, say: Progress
     if not stored.created:
         # Same content as a stored body: its rows are already in, from the run that stored it.
         run.raw_duplicates += 1
-        say(f"{run.source}: body {body.position}: {body.record_count} records, unchanged since "
-            f"body #{stored.raw.pk}, skipped")
+        say(
+            f"{run.source}: body {body.position}: {body.record_count} records, unchanged since "
+            f"body #{stored.raw.pk}, skipped"
+        )
         return
     run.raw_stored += 1
     parsed = module.parse(data=body.data)  # type: ignore[attr-defined]
-    upserted = records_upsert(source=run.source, records=parsed.records, raw=stored.raw,
-                              default_time=body.fetched_at)
+    upserted = records_upsert(
+        source=run.source, records=parsed.records, raw=stored.raw, default_time=body.fetched_at
+    )
     run.rows_upserted += upserted
     run.records_rejected += len(parsed.problems)
     room = PROBLEMS_KEPT - len(run.problems)
     if room > 0:
         run.problems.extend(f"body {body.position}, {problem}" for problem in parsed.problems[:room])
-    say(f"{run.source}: body {body.position}: {body.record_count} records, {upserted} rows upserted"
-        + (f", {len(parsed.problems)} rejected" if parsed.problems else ""))
+    say(
+        f"{run.source}: body {body.position}: {body.record_count} records, {upserted} rows upserted"
+        + (f", {len(parsed.problems)} rejected" if parsed.problems else "")
+    )
 
 
 def _finish(run: IngestionRun) -> None:
@@ -140,5 +154,7 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, (SourceError, UpstreamError)):
         return str(exc)
     if isinstance(exc, DatabaseError):
-        return f"database error: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}"
+        return (
+            f"database error: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}"
+        )
     return f"{type(exc).__name__}: {exc}"

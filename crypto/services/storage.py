@@ -12,8 +12,15 @@ from crypto.models import Asset, IngestionRun, MarketQuote, RawCryptoData, RunBo
 from crypto.sources.base import Body, Record, canonical_json
 
 QUOTE_VALUE_FIELDS = [
-    "price_usd", "market_cap_usd", "volume_24h_usd", "market_cap_rank", "circulating_supply",
-    "total_supply", "max_supply", "price_change_24h_usd", "price_change_pct_24h",
+    "price_usd",
+    "market_cap_usd",
+    "volume_24h_usd",
+    "market_cap_rank",
+    "circulating_supply",
+    "total_supply",
+    "max_supply",
+    "price_change_24h_usd",
+    "price_change_pct_24h",
     "market_cap_change_pct_24h",
 ]
 
@@ -33,12 +40,20 @@ def raw_body_store(*, source: str, body: Body, run: IngestionRun) -> StoredBody:
     the run either way (the run's dataset includes bodies it fetched that were not new)."""
     digest = content_hash(body.data)
     raw, created = RawCryptoData.objects.get_or_create(
-        source=source, content_hash=digest,
-        defaults={"data": body.data, "fetched_at": body.fetched_at, "record_count": body.record_count,
-                  "request": body.request[:2000], "position": body.position, "run": run},
+        source=source,
+        content_hash=digest,
+        defaults={
+            "data": body.data,
+            "fetched_at": body.fetched_at,
+            "record_count": body.record_count,
+            "request": body.request[:2000],
+            "position": body.position,
+            "run": run,
+        },
     )
-    RunBody.objects.get_or_create(run=run, raw=raw,
-                                  defaults={"position": body.position, "fetched_at": body.fetched_at})
+    RunBody.objects.get_or_create(
+        run=run, raw=raw, defaults={"position": body.position, "fetched_at": body.fetched_at}
+    )
     return StoredBody(raw=raw, created=created)
 
 
@@ -61,21 +76,33 @@ def records_upsert(*, source: str, records: list[Record], raw: RawCryptoData, de
         names[record.upstream_id] = record
 
     Asset.objects.bulk_create(
-        [Asset(source=source, upstream_id=uid, symbol=r.symbol[:100], name=r.name[:300])
-         for uid, r in names.items()],
-        update_conflicts=True, unique_fields=["source", "upstream_id"], update_fields=["symbol", "name", "updated_at"],
+        [
+            Asset(source=source, upstream_id=uid, symbol=r.symbol[:100], name=r.name[:300])
+            for uid, r in names.items()
+        ],
+        update_conflicts=True,
+        unique_fields=["source", "upstream_id"],
+        update_fields=["symbol", "name", "updated_at"],
         batch_size=1000,
     )
     asset_ids = dict(
         Asset.objects.filter(source=source, upstream_id__in=list(names)).values_list("upstream_id", "id")
     )
     quotes = [
-        MarketQuote(asset_id=asset_ids[uid], source=source, last_updated=when, raw=raw,
-                    **{name: getattr(record, name) for name in QUOTE_VALUE_FIELDS})
+        MarketQuote(
+            asset_id=asset_ids[uid],
+            source=source,
+            last_updated=when,
+            raw=raw,
+            **{name: getattr(record, name) for name in QUOTE_VALUE_FIELDS},
+        )
         for (uid, when), record in latest.items()
     ]
     MarketQuote.objects.bulk_create(
-        quotes, update_conflicts=True, unique_fields=["asset", "last_updated"],
-        update_fields=[*QUOTE_VALUE_FIELDS, "raw", "ingested_at"], batch_size=1000,
+        quotes,
+        update_conflicts=True,
+        unique_fields=["asset", "last_updated"],
+        update_fields=[*QUOTE_VALUE_FIELDS, "raw", "ingested_at"],
+        batch_size=1000,
     )
     return len(quotes)

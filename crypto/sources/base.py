@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 
 import orjson
 
@@ -144,18 +145,18 @@ def to_datetime(value: Any) -> datetime | None:
     if value is None or value == "":
         return None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value, tz=timezone.utc)
+        return datetime.fromtimestamp(value, tz=UTC)
     if isinstance(value, str):
         text = value.strip()
         try:
             if text.replace(".", "", 1).isdigit():
-                return datetime.fromtimestamp(float(text), tz=timezone.utc)
+                return datetime.fromtimestamp(float(text), tz=UTC)
             parsed = datetime.fromisoformat(text)
         except (ValueError, OverflowError, OSError):
             raise BadValue(f"{value!r} is not an ISO 8601 time or Unix timestamp") from None
         if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=timezone.utc)
-        return parsed.astimezone(timezone.utc)
+            parsed = parsed.replace(tzinfo=UTC)
+        return parsed.astimezone(UTC)
     raise BadValue(f"{value!r} is not a time")
 
 

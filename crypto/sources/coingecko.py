@@ -7,7 +7,8 @@ here (CoinPaprika's field of that name is a percent), so we keep CoinGecko's per
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 from urllib.parse import urlparse
 
 from crypto.sources import files
@@ -45,15 +46,24 @@ def fetch(*, context: FetchContext) -> Iterator[Body]:
     for page in range(1, context.pages + 1):
         response = context.client.get_json(
             context.base_url + ENDPOINT,
-            params={"vs_currency": "usd", "order": "market_cap_desc",
-                    "per_page": context.per_page, "page": page},
+            params={
+                "vs_currency": "usd",
+                "order": "market_cap_desc",
+                "per_page": context.per_page,
+                "page": page,
+            },
             secret_headers=key_header(context.base_url, context.api_key),
         )
         records = _records(response.data)
         if not records:
             return  # past the last page
-        yield Body(data=response.data, request=response.url, position=page,
-                   fetched_at=response.fetched_at, record_count=len(records))
+        yield Body(
+            data=response.data,
+            request=response.url,
+            position=page,
+            fetched_at=response.fetched_at,
+            record_count=len(records),
+        )
         if len(records) < context.per_page:
             return
 
@@ -68,8 +78,9 @@ def records_of(*, data: Any) -> list[Any]:
 
 def _records(data: Any) -> list[Any]:
     if not isinstance(data, list):
-        raise MalformedBody(f"CoinGecko /coins/markets should answer a JSON list of markets, "
-                            f"got {describe_json(data)}")
+        raise MalformedBody(
+            f"CoinGecko /coins/markets should answer a JSON list of markets, got {describe_json(data)}"
+        )
     return data
 
 
@@ -112,5 +123,11 @@ def parse_market(item: Mapping[str, Any], *, where: str, result: ParseResult) ->
     except BadValue as exc:
         result.problems.append(Problem(where, f"{upstream_id}: {exc}"))
         return
-    result.records.append(Record(upstream_id=upstream_id, symbol=to_text(item.get("symbol")),
-                                 name=to_text(item.get("name")), **values))
+    result.records.append(
+        Record(
+            upstream_id=upstream_id,
+            symbol=to_text(item.get("symbol")),
+            name=to_text(item.get("name")),
+            **values,
+        )
+    )

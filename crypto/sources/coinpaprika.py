@@ -8,7 +8,8 @@ currencies asked for, so a ticker without a `USD` quote cannot be normalized; an
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from crypto.sources import files
 from crypto.sources.base import (
@@ -65,11 +66,17 @@ def auth_header(api_key: str) -> dict[str, str]:
 
 def fetch(*, context: FetchContext) -> Iterator[Body]:
     response = context.client.get_json(
-        context.base_url + ENDPOINT, params={"quotes": "USD"},
+        context.base_url + ENDPOINT,
+        params={"quotes": "USD"},
         secret_headers=auth_header(context.api_key),
     )
-    yield Body(data=response.data, request=response.url, position=1,
-               fetched_at=response.fetched_at, record_count=len(_records(response.data)))
+    yield Body(
+        data=response.data,
+        request=response.url,
+        position=1,
+        fetched_at=response.fetched_at,
+        record_count=len(_records(response.data)),
+    )
 
 
 def read_file(*, path: str) -> Iterator[Body]:
@@ -82,8 +89,9 @@ def records_of(*, data: Any) -> list[Any]:
 
 def _records(data: Any) -> list[Any]:
     if not isinstance(data, list):
-        raise MalformedBody(f"CoinPaprika /tickers should answer a JSON list of tickers, "
-                            f"got {describe_json(data)}")
+        raise MalformedBody(
+            f"CoinPaprika /tickers should answer a JSON list of tickers, got {describe_json(data)}"
+        )
     return data
 
 
@@ -108,9 +116,13 @@ def parse(*, data: Any) -> ParseResult:
         except BadValue as exc:
             result.problems.append(Problem(where, f"{upstream_id}: {exc}"))
             continue
-        result.records.append(Record(
-            upstream_id=upstream_id, symbol=to_text(item.get("symbol")), name=to_text(item.get("name")),
-            price_change_24h_usd=None,  # CoinPaprika gives the 24h change as a percent only
-            **values,
-        ))
+        result.records.append(
+            Record(
+                upstream_id=upstream_id,
+                symbol=to_text(item.get("symbol")),
+                name=to_text(item.get("name")),
+                price_change_24h_usd=None,  # CoinPaprika gives the 24h change as a percent only
+                **values,
+            )
+        )
     return result

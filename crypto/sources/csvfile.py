@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from django.utils.text import slugify
 
@@ -110,8 +111,13 @@ def read_csv(path: Path, *, chunk_rows: int) -> Iterator[Body]:
     position = 0
 
     def body() -> Body:
-        return Body(data={"layout": layout, "header": header, "rows": rows}, request=f"file:{path.resolve()}",
-                    position=position, fetched_at=fetched_at, record_count=len(rows))
+        return Body(
+            data={"layout": layout, "header": header, "rows": rows},
+            request=f"file:{path.resolve()}",
+            position=position,
+            fetched_at=fetched_at,
+            record_count=len(rows),
+        )
 
     line = reader.line_num
     while True:
@@ -147,14 +153,19 @@ def read_file(*, path: str, chunk_rows: int = 5000) -> Iterator[Body]:
 def records_of(*, data: Any) -> list[Any]:
     """Rows as `{"line": n, column: value, ...}`, the way the file had them."""
     header = data.get("header", []) if isinstance(data, dict) else []
-    return [{"line": row.get("line"), **dict(zip(header, row.get("values", [])))} for row in _rows(data)]
+    return [
+        {"line": row.get("line"), **dict(zip(header, row.get("values", []), strict=False))}
+        for row in _rows(data)
+    ]
 
 
 def _rows(data: Any) -> list[Any]:
-    if not (isinstance(data, dict) and isinstance(data.get("rows"), list)
-            and isinstance(data.get("header"), list)):
-        raise MalformedBody(f"a stored CSV body should be an object with header and rows, "
-                            f"got {describe_json(data)}")
+    if not (
+        isinstance(data, dict) and isinstance(data.get("rows"), list) and isinstance(data.get("header"), list)
+    ):
+        raise MalformedBody(
+            f"a stored CSV body should be an object with header and rows, got {describe_json(data)}"
+        )
     return data["rows"]
 
 
@@ -170,7 +181,7 @@ def parse(*, data: Any) -> ParseResult:
             count = len(cells) if isinstance(cells, list) else 0
             result.problems.append(Problem(where, f"has {count} cells, the header has {len(header)}"))
             continue
-        values = dict(zip(header, cells))
+        values = dict(zip(header, cells, strict=True))
         if layout == "coingecko":
             coingecko.parse_market(values, where=where, result=result)
         else:
@@ -192,8 +203,18 @@ def parse_simple(values: dict[str, str], *, where: str, result: ParseResult) -> 
     if converted["price_usd"] is None:
         result.problems.append(Problem(where, f"{symbol}: no price_usd"))
         return
-    result.records.append(Record(
-        upstream_id=upstream_id, symbol=symbol, name=name_, market_cap_rank=None,
-        circulating_supply=None, total_supply=None, max_supply=None, price_change_24h_usd=None,
-        price_change_pct_24h=None, market_cap_change_pct_24h=None, **converted,
-    ))
+    result.records.append(
+        Record(
+            upstream_id=upstream_id,
+            symbol=symbol,
+            name=name_,
+            market_cap_rank=None,
+            circulating_supply=None,
+            total_supply=None,
+            max_supply=None,
+            price_change_24h_usd=None,
+            price_change_pct_24h=None,
+            market_cap_change_pct_24h=None,
+            **converted,
+        )
+    )

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import gzip
 import os
-from datetime import datetime, timezone
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from crypto.sources.base import Body, MalformedBody, SourceError, json_loads
 
@@ -29,7 +30,7 @@ def read_bytes(path: str) -> bytes:
 
 def modified_at(path: str) -> datetime:
     """A saved body's fetch time is unknown; the file's modification time is the closest fact."""
-    return datetime.fromtimestamp(os.stat(path).st_mtime, tz=timezone.utc)
+    return datetime.fromtimestamp(os.stat(path).st_mtime, tz=UTC)
 
 
 def json_bodies(path: str, *, count: Callable[[Any], int]) -> Iterator[Body]:
@@ -41,5 +42,10 @@ def json_bodies(path: str, *, count: Callable[[Any], int]) -> Iterator[Body]:
         data = json_loads(raw)
     except ValueError as exc:
         raise MalformedBody(f"{path}: not valid JSON ({exc})") from None
-    yield Body(data=data, request=f"file:{Path(path).resolve()}", position=1,
-               fetched_at=modified_at(path), record_count=count(data))
+    yield Body(
+        data=data,
+        request=f"file:{Path(path).resolve()}",
+        position=1,
+        fetched_at=modified_at(path),
+        record_count=count(data),
+    )

@@ -11,10 +11,11 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, Callable, Mapping
+from typing import Any
 from urllib.parse import urlparse
 
 import orjson
@@ -28,8 +29,7 @@ logger = logging.getLogger(__name__)
 class UpstreamError(SourceError):
     transient = False
 
-    def __init__(self, message: str, *, status: int | None = None,
-                 retry_after: float | None = None) -> None:
+    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.retry_after = retry_after  # seconds the upstream asked us to wait, when it said
@@ -85,7 +85,7 @@ class JsonResponse:
 def parse_retry_after(headers: Mapping[str, str], *, now: datetime | None = None) -> float | None:
     """Seconds to wait, from `Retry-After` (seconds or HTTP-date) or CoinGecko's
     `x-ratelimit-reset` (`2025-07-25 14:54:00 +0000`). None when neither is usable."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     value = headers.get("Retry-After")
     if value:
         value = value.strip()
@@ -97,7 +97,7 @@ def parse_retry_after(headers: Mapping[str, str], *, now: datetime | None = None
             when = None
         if when is not None:
             if when.tzinfo is None:
-                when = when.replace(tzinfo=timezone.utc)
+                when = when.replace(tzinfo=UTC)
             return max(0.0, (when - now).total_seconds())
     reset = headers.get("x-ratelimit-reset")
     if reset:
@@ -157,7 +157,8 @@ class HttpClient:
                 retry_after = exc.retry_after
                 if attempt >= self.max_attempts:
                     raise TransientUpstreamError(
-                        f"{exc} (gave up after {attempt} attempt{'s' if attempt > 1 else ''})", status=exc.status,
+                        f"{exc} (gave up after {attempt} attempt{'s' if attempt > 1 else ''})",
+                        status=exc.status,
                         retry_after=retry_after,
                     ) from None
                 if retry_after is not None:
@@ -165,15 +166,20 @@ class HttpClient:
                         raise TransientUpstreamError(
                             f"{exc}; the upstream asked to wait {retry_after:.0f}s, longer than "
                             f"HTTP_RETRY_AFTER_CAP={self.retry_after_cap:.0f}s",
-                            status=exc.status, retry_after=retry_after,
+                            status=exc.status,
+                            retry_after=retry_after,
                         ) from None
                     delay = retry_after
                 else:
                     delay = self.backoff(attempt)
                 logger.warning(
                     "upstream call failed, retrying",
-                    extra={"url": shown_url, "attempt": attempt, "delay_s": round(delay, 2),
-                           "reason": str(exc)},
+                    extra={
+                        "url": shown_url,
+                        "attempt": attempt,
+                        "delay_s": round(delay, 2),
+                        "reason": str(exc),
+                    },
                 )
                 self.sleep(delay)
 
@@ -203,17 +209,21 @@ class HttpClient:
             detail = _error_detail(response, content)
             message = redact(f"GET {shown_url} answered HTTP {status}: {meaning}{detail}", secrets)
             if transient:
-                raise TransientUpstreamError(message, status=status,
-                                             retry_after=parse_retry_after(response.headers))
+                raise TransientUpstreamError(
+                    message, status=status, retry_after=parse_retry_after(response.headers)
+                )
             raise PermanentUpstreamError(message, status=status)
 
         content_type = response.headers.get("Content-Type", "")
         if not _is_json_type(content_type):
-            kind = "an HTML page (likely a CDN or captive portal)" if _looks_like_html(content) else (
-                f"content of type {content_type or 'unknown'!r}"
+            kind = (
+                "an HTML page (likely a CDN or captive portal)"
+                if _looks_like_html(content)
+                else (f"content of type {content_type or 'unknown'!r}")
             )
-            raise PermanentUpstreamError(f"GET {shown_url} answered HTTP {status} with {kind}, not JSON",
-                                         status=status)
+            raise PermanentUpstreamError(
+                f"GET {shown_url} answered HTTP {status} with {kind}, not JSON", status=status
+            )
         try:
             data = json_loads(content)
         except ValueError as exc:
@@ -222,8 +232,9 @@ class HttpClient:
                 f"({len(content)} bytes, {exc}); it may have been cut short",
                 status=status,
             ) from None
-        return JsonResponse(data=data, url=shown_url, status=status,
-                            fetched_at=datetime.now(timezone.utc), size=len(content))
+        return JsonResponse(
+            data=data, url=shown_url, status=status, fetched_at=datetime.now(UTC), size=len(content)
+        )
 
 
 def _network_reason(exc: requests.RequestException) -> str:

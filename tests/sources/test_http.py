@@ -82,7 +82,9 @@ def test_backoff_is_exponential_with_full_jitter_and_capped(
     assert len({round(client.backoff(3), 6) for _ in range(20)}) > 1, "delays are jittered"
 
 
-def test_retry_after_seconds_is_honoured(http: responses.RequestsMock, client: HttpClient, sleeps: Sleeps) -> None:
+def test_retry_after_seconds_is_honoured(
+    http: responses.RequestsMock, client: HttpClient, sleeps: Sleeps
+) -> None:
     http.add(responses.GET, URL, status=429, json={"error": "too many"}, headers={"Retry-After": "7"})
     http.add(responses.GET, URL, json=[])
     client.get_json(URL)
@@ -106,17 +108,22 @@ def test_retry_after_beyond_the_cap_fails_as_transient_without_sleeping(
     http: responses.RequestsMock, client: HttpClient, sleeps: Sleeps
 ) -> None:
     http.add(responses.GET, URL, status=429, headers={"Retry-After": "3600"})
-    with pytest.raises(TransientUpstreamError, match="asked to wait 3600s, longer than HTTP_RETRY_AFTER_CAP=30s"):
+    with pytest.raises(
+        TransientUpstreamError, match="asked to wait 3600s, longer than HTTP_RETRY_AFTER_CAP=30s"
+    ):
         client.get_json(URL)
     assert sleeps == []
 
 
-@pytest.mark.parametrize(("status", "words"), [
-    (401, "API key is missing or not accepted"),
-    (403, "forbidden"),
-    (404, "endpoint does not exist"),
-    (400, "malformed"),
-])
+@pytest.mark.parametrize(
+    ("status", "words"),
+    [
+        (401, "API key is missing or not accepted"),
+        (403, "forbidden"),
+        (404, "endpoint does not exist"),
+        (400, "malformed"),
+    ],
+)
 def test_permanent_statuses_fail_at_once_with_a_clear_message(
     http: responses.RequestsMock, client: HttpClient, sleeps: Sleeps, status: int, words: str
 ) -> None:
@@ -127,8 +134,13 @@ def test_permanent_statuses_fail_at_once_with_a_clear_message(
 
 
 def test_html_from_a_cdn_is_refused_before_parsing(http: responses.RequestsMock, client: HttpClient) -> None:
-    http.add(responses.GET, URL, status=200, body="<!DOCTYPE html><html><head><title>Just a moment...</title>",
-             content_type="text/html; charset=UTF-8")
+    http.add(
+        responses.GET,
+        URL,
+        status=200,
+        body="<!DOCTYPE html><html><head><title>Just a moment...</title>",
+        content_type="text/html; charset=UTF-8",
+    )
     with pytest.raises(PermanentUpstreamError, match="HTML page .* not JSON"):
         client.get_json(URL)
 

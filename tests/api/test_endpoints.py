@@ -1,0 +1,182 @@
+"""The contract of /health, /data and /stats (DESIGN.md section 3)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import responses
+from django.test import Client
+
+from crypto.services.ingestion import ingestion_run
+from tests.conftest import FIXTURES, mock_gecko_page, mock_gecko_two_pages, mock_paprika, upstream_bytes
+
+pytestmark = pytest.mark.django_db
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def api() -> Client:
+    return Client(HTTP_ACCEPT="application/json")
+
+
+@pytest.mark.parametrize("path", ["/health", "/health/", "/data", "/data/", "/stats", "/stats/"])
+def test_endpoints_answer_with_or_without_trailing_slash_and_never_redirect(api: Client, path: str) -> None:
+    response = api.get(path)
+    assert response.status_code in (200, 404)
+    assert response["Content-Type"] == "application/json"
+
+
+def test_health_is_ok_with_database_detail_and_sources(api: Client, http: responses.RequestsMock) -> None:
+    mock_paprika(http)
+    ingestion_run(source="coinpaprika", trigger="cli")
+    body = api.get("/health").json()
+    assert body["status"] == "ok"
+    assert body["database"]["status"] == "ok" and body["database"]["latency_ms"] >= 0
+    assert body["broker"] == {"status": "not_configured"}
+    assert set(body["sources"]) == {"coingecko", "coinpaprika", "csv"}
+    assert body["sources"]["coinpaprika"]["last_run_status"] == "succeeded"
+    assert body["sources"]["coinpaprika"]["last_success_at"].endswith("Z")
+    assert body["sources"]["coingecko"]["last_success_at"] is None
+
+
+def test_health_is_degraded_when_a_sources_latest_run_failed(
+    api: Client, http: responses.RequestsMock
+) -> None:
+    mock_paprika(http, body=b'{"error": "bad key"}', status=401)
+    ingestion_run(source="coinpaprika", trigger="cli")
+    response = api.get("/health")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "degraded" and body["failing_sources"] == ["coinpaprika"]
+    assert "HTTP 401" in body["sources"]["coinpaprika"]["last_error"]
+
+
+def test_health_answers_503_error_when_the_database_is_unreachable() -> None:
+    # A real process whose database is a closed port: no mocking of the ORM.
+    script = (
+        "import django, json; django.setup();"
+        "from django.test import Client;"
+        "r = Client().get('/health', HTTP_ACCEPT='application/json');"
+        "print(r.status_code, json.dumps(r.json()))"
+    )
+    env = {
+        **os.environ,
+        "DATABASE_URL": "postgres://postgres@127.0.0.1:9/nothing",
+        "DJANGO_SETTINGS_MODULE": "kasparro.settings",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    status, _, body = result.stdout.strip().partition(" ")
+    assert status == "503", result.stderr[-2000:]
+    assert '"status": "error"' in body and '"database": {"status": "down"' in body
+
+
+def test_data_is_404_with_a_clear_detail_when_nothing_was_ingested(api: Client) -> None:
+    response = api.get("/data")
+    assert response.status_code == 404
+    assert "No data has been ingested yet" in response.json()["detail"]
+    assert "for source 'csv'" in api.get("/data?source=csv").json()["detail"]
+
+
+def test_data_returns_the_latest_dataset_with_all_pages_of_the_run(
+    api: Client, http: responses.RequestsMock
+) -> None:
+    mock_gecko_two_pages(http)
+    mock_paprika(http)
+    gecko = ingestion_run(source="coingecko", trigger="cli")
+    paprika = ingestion_run(source="coinpaprika", trigger="cli")
+
+    latest = api.get("/data").json()
+    assert (latest["source"], latest["run_id"], latest["data_count"]) == ("coinpaprika", paprika.pk, 2500)
+    assert latest["returned"] == 100 and len(latest["data"]) == 100
+    assert latest["data"][0]["id"] == "btc-bitcoin"
+
+    body = api.get("/data?source=coingecko&limit=300").json()
+    assert (body["source"], body["run_id"], body["data_count"]) == ("coingecko", gecko.pk, 350)
+    assert len(body["raw_ids"]) == 2 and body["returned"] == 300
+    assert body["data"][250]["id"] == "bitcoin", "the second page follows the first"
+    assert body["fetched_at"].endswith("Z")
+
+
+def test_data_of_an_unchanged_run_is_still_the_whole_dataset(
+    api: Client, http: responses.RequestsMock
+) -> None:
+    mock_gecko_two_pages(http)
+    ingestion_run(source="coingecko", trigger="cli")
+    again = ingestion_run(source="coingecko", trigger="cli")
+    body = api.get("/data?source=coingecko").json()
+    assert (body["run_id"], body["data_count"]) == (again.pk, 350)
+
+
+def test_data_skips_failed_runs(api: Client, http: responses.RequestsMock) -> None:
+    mock_gecko_two_pages(http)
+    good = ingestion_run(source="coingecko", trigger="cli")
+    http.reset()
+    mock_gecko_page(http, 1, upstream_bytes("coingecko_markets_madjin.json"), status=503)
+    assert ingestion_run(source="coingecko", trigger="cli").status == "failed"
+    assert api.get("/data?source=coingecko").json()["run_id"] == good.pk
+
+
+@pytest.mark.parametrize("query", ["source=binance", "limit=0", "limit=abc", "limit=100000"])
+def test_bad_data_parameters_answer_400_naming_the_parameter(api: Client, query: str) -> None:
+    response = api.get(f"/data?{query}")
+    assert response.status_code == 400
+    body = response.json()
+    name = query.split("=")[0]
+    assert name in body["errors"] and body["detail"].startswith(f"Invalid request: {name}:")
+
+
+def test_csv_dataset_rows_carry_their_line_numbers(api: Client, settings: object) -> None:
+    settings.CSV_SOURCE_PATH = str(FIXTURES / "csv" / "simple_markets.csv")  # type: ignore[attr-defined]
+    ingestion_run(source="csv", trigger="cli")
+    body = api.get("/data?source=csv").json()
+    assert body["data_count"] == 9
+    assert body["data"][0] == {
+        "line": 2,
+        "symbol": "BTC",
+        "name": "Bitcoin",
+        "price_usd": "90340.5",
+        "market_cap": "1781894307530",
+        "volume_24h": "67993024393",
+        "timestamp": "2024-11-16T15:55:07Z",
+    }
+
+
+def test_stats_aggregates_per_source(api: Client, http: responses.RequestsMock) -> None:
+    mock_gecko_two_pages(http)
+    ingestion_run(source="coingecko", trigger="cli")
+    ingestion_run(source="coingecko", trigger="cli")
+    http.reset()
+    mock_gecko_page(http, 1, b'{"error": "no"}', status=401)
+    failed = ingestion_run(source="coingecko", trigger="cli")
+    body = api.get("/stats").json()
+    gecko = body["sources"]["coingecko"]
+    assert gecko["datasets"] == 2 and gecko["raw_rows"] == 2 and gecko["records"] == 350
+    assert gecko["runs"] == {"running": 0, "succeeded": 2, "failed": 1, "skipped": 0}
+    assert gecko["last_run"]["id"] == failed.pk and gecko["last_run"]["status"] == "failed"
+    assert "HTTP 401" in gecko["last_run"]["error"] and gecko["last_run"]["duration_seconds"] >= 0
+    assert gecko["last_success"]["status"] == "succeeded"
+    assert gecko["first_fetched_at"] <= gecko["last_fetched_at"]
+    assert body["sources"]["csv"]["raw_rows"] == 0 and body["sources"]["csv"]["last_run"] is None
+    assert body["totals"] == {"raw_rows": 2, "records": 350, "runs": 3}
+
+
+def test_stats_is_computed_by_a_fixed_number_of_queries(
+    api: Client, http: responses.RequestsMock, django_assert_max_num_queries
+) -> None:
+    mock_paprika(http)
+    for _ in range(3):
+        ingestion_run(source="coinpaprika", trigger="cli")
+    with django_assert_max_num_queries(8):
+        assert api.get("/stats").status_code == 200
+
+
+def test_browsable_api_renders_html_for_a_browser(http: responses.RequestsMock) -> None:
+    response = Client().get("/stats", HTTP_ACCEPT="text/html")
+    assert response.status_code == 200
+    assert b"Stats" in response.content and response["Content-Type"].startswith("text/html")

@@ -1,0 +1,60 @@
+"""Operators can inspect raw bodies, runs and normalized data in the admin."""
+
+from __future__ import annotations
+
+import pytest
+import responses
+from django.test import Client
+
+from crypto.models import Asset, IngestionRun, MarketQuote, RawCryptoData
+from crypto.services.ingestion import ingestion_run
+from tests.conftest import mock_gecko_two_pages
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def ingested(http: responses.RequestsMock) -> IngestionRun:
+    mock_gecko_two_pages(http)
+    return ingestion_run(source="coingecko", trigger="cli")
+
+
+def test_admin_needs_a_staff_login(client: Client) -> None:
+    response = client.get("/admin/crypto/rawcryptodata/")
+    assert response.status_code == 302 and "/admin/login/" in response["Location"]
+
+
+def test_raw_bodies_list_filters_and_pretty_prints_the_body(admin_client: Client, ingested: IngestionRun) -> None:
+    listing = admin_client.get("/admin/crypto/rawcryptodata/?source=coingecko")
+    assert listing.status_code == 200 and b"250" in listing.content
+    raw = RawCryptoData.objects.order_by("position").first()
+    assert raw is not None
+    detail = admin_client.get(f"/admin/crypto/rawcryptodata/{raw.pk}/change/")
+    assert detail.status_code == 200
+    assert b"&quot;id&quot;: &quot;bitcoin&quot;," in detail.content, "indented JSON, HTML-escaped"
+
+
+def test_runs_show_status_duration_and_error(admin_client: Client, ingested: IngestionRun) -> None:
+    listing = admin_client.get("/admin/crypto/ingestionrun/?status=succeeded")
+    assert listing.status_code == 200 and b"succeeded" in listing.content
+    detail = admin_client.get(f"/admin/crypto/ingestionrun/{ingested.pk}/change/")
+    assert detail.status_code == 200 and b"duration" in detail.content
+
+
+@pytest.mark.parametrize("term", ["weth", "Wrapped", "bitcoin"])
+def test_normalized_data_is_searchable_by_symbol_name_and_upstream_id(
+    admin_client: Client, ingested: IngestionRun, term: str
+) -> None:
+    quotes = admin_client.get(f"/admin/crypto/marketquote/?q={term}")
+    assets = admin_client.get(f"/admin/crypto/asset/?q={term}")
+    assert quotes.status_code == assets.status_code == 200
+    expected = Asset.objects.filter(upstream_id__icontains=term).first() or Asset.objects.filter(
+        symbol__icontains=term
+    ).first() or Asset.objects.filter(name__icontains=term).first()
+    assert expected is not None and expected.upstream_id.encode() in assets.content
+    assert MarketQuote.objects.filter(asset=expected).exists()
+
+
+def test_data_cannot_be_hand_edited_in_the_admin(admin_client: Client, ingested: IngestionRun) -> None:
+    assert admin_client.get("/admin/crypto/rawcryptodata/add/").status_code == 403
+    assert admin_client.get("/admin/crypto/marketquote/add/").status_code == 403
