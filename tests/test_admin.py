@@ -24,7 +24,9 @@ def test_admin_needs_a_staff_login(client: Client) -> None:
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
 
 
-def test_raw_bodies_list_filters_and_pretty_prints_the_body(admin_client: Client, ingested: IngestionRun) -> None:
+def test_raw_bodies_list_filters_and_pretty_prints_the_body(
+    admin_client: Client, ingested: IngestionRun
+) -> None:
     listing = admin_client.get("/admin/crypto/rawcryptodata/?source=coingecko")
     assert listing.status_code == 200 and b"250" in listing.content
     raw = RawCryptoData.objects.order_by("position").first()
@@ -48,9 +50,11 @@ def test_normalized_data_is_searchable_by_symbol_name_and_upstream_id(
     quotes = admin_client.get(f"/admin/crypto/marketquote/?q={term}")
     assets = admin_client.get(f"/admin/crypto/asset/?q={term}")
     assert quotes.status_code == assets.status_code == 200
-    expected = Asset.objects.filter(upstream_id__icontains=term).first() or Asset.objects.filter(
-        symbol__icontains=term
-    ).first() or Asset.objects.filter(name__icontains=term).first()
+    expected = (
+        Asset.objects.filter(upstream_id__icontains=term).first()
+        or Asset.objects.filter(symbol__icontains=term).first()
+        or Asset.objects.filter(name__icontains=term).first()
+    )
     assert expected is not None and expected.upstream_id.encode() in assets.content
     assert MarketQuote.objects.filter(asset=expected).exists()
 
