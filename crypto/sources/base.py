@@ -209,3 +209,28 @@ def canonical_json(data: Any) -> bytes:
         return orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
     except TypeError:
         return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def json_list(data: Any, *, expected: str) -> list[Any]:
+    """The body's list of records; anything else (an error object, say) is a malformed body."""
+    if not isinstance(data, list):
+        raise MalformedBody(f"{expected}, got {describe_json(data)}")
+    return data
+
+
+def json_objects(items: list[Any], result: ParseResult) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(`record N`, object) for each item; an item that is not an object is a problem, skipped."""
+    for index, item in enumerate(items):
+        where = f"record {index}"
+        if isinstance(item, dict):
+            yield where, item
+        else:
+            result.problems.append(Problem(where, f"expected an object, got {describe_json(item)}"))
+
+
+def record_id(item: Mapping[str, Any], *, where: str, result: ParseResult) -> str | None:
+    """The upstream id records are keyed on; a record without one is a problem, never keyed on symbol."""
+    upstream_id = to_text(item.get("id"))
+    if not upstream_id:
+        result.problems.append(Problem(where, "no `id`; records are keyed on it, never on symbol"))
+    return upstream_id or None

@@ -17,12 +17,13 @@ from crypto.sources.base import (
     Body,
     Converter,
     FetchContext,
-    MalformedBody,
     ParseResult,
     Problem,
     Record,
     convert_fields,
-    describe_json,
+    json_list,
+    json_objects,
+    record_id,
     to_datetime,
     to_decimal,
     to_int,
@@ -77,20 +78,12 @@ def records_of(*, data: Any) -> list[Any]:
 
 
 def _records(data: Any) -> list[Any]:
-    if not isinstance(data, list):
-        raise MalformedBody(
-            f"CoinGecko /coins/markets should answer a JSON list of markets, got {describe_json(data)}"
-        )
-    return data
+    return json_list(data, expected="CoinGecko /coins/markets should answer a JSON list of markets")
 
 
 def parse(*, data: Any) -> ParseResult:
     result = ParseResult()
-    for index, item in enumerate(_records(data)):
-        where = f"record {index}"
-        if not isinstance(item, dict):
-            result.problems.append(Problem(where, f"expected an object, got {describe_json(item)}"))
-            continue
+    for where, item in json_objects(_records(data), result):
         parse_market(item, where=where, result=result)
     return result
 
@@ -114,9 +107,8 @@ FIELDS: list[tuple[str, str, Converter]] = [
 
 def parse_market(item: Mapping[str, Any], *, where: str, result: ParseResult) -> None:
     """One CoinGecko market object (also a row of the flattened CSV layout, as strings)."""
-    upstream_id = to_text(item.get("id"))
-    if not upstream_id:
-        result.problems.append(Problem(where, "no `id`; records are keyed on it, never on symbol"))
+    upstream_id = record_id(item, where=where, result=result)
+    if upstream_id is None:
         return
     try:
         values = convert_fields(item, FIELDS)

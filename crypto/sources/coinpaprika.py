@@ -17,12 +17,13 @@ from crypto.sources.base import (
     Body,
     Converter,
     FetchContext,
-    MalformedBody,
     ParseResult,
     Problem,
     Record,
     convert_fields,
-    describe_json,
+    json_list,
+    json_objects,
+    record_id,
     to_datetime,
     to_decimal,
     to_int,
@@ -88,23 +89,14 @@ def records_of(*, data: Any) -> list[Any]:
 
 
 def _records(data: Any) -> list[Any]:
-    if not isinstance(data, list):
-        raise MalformedBody(
-            f"CoinPaprika /tickers should answer a JSON list of tickers, got {describe_json(data)}"
-        )
-    return data
+    return json_list(data, expected="CoinPaprika /tickers should answer a JSON list of tickers")
 
 
 def parse(*, data: Any) -> ParseResult:
     result = ParseResult()
-    for index, item in enumerate(_records(data)):
-        where = f"record {index}"
-        if not isinstance(item, dict):
-            result.problems.append(Problem(where, f"expected an object, got {describe_json(item)}"))
-            continue
-        upstream_id = to_text(item.get("id"))
-        if not upstream_id:
-            result.problems.append(Problem(where, "no `id`; records are keyed on it, never on symbol"))
+    for where, item in json_objects(_records(data), result):
+        upstream_id = record_id(item, where=where, result=result)
+        if upstream_id is None:
             continue
         quotes = item.get("quotes")
         usd = quotes.get("USD") if isinstance(quotes, dict) else None
