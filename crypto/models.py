@@ -47,6 +47,8 @@ class IngestionRun(models.Model):
         default="",
         choices=[("transient", "transient"), ("permanent", "permanent")],
     )
+    # Set by the task when it will try this run's work again (a transient failure).
+    retry_scheduled = models.BooleanField(default=False)
     bodies: models.ManyToManyField[RawCryptoData, RunBody] = models.ManyToManyField(
         "RawCryptoData", through="RunBody", related_name="runs"
     )
@@ -58,6 +60,9 @@ class IngestionRun(models.Model):
             models.Index(fields=["source", "status", "-started_at"], name="run_source_status_started"),
             models.Index(fields=["source", "-started_at"], name="run_source_started"),
         ]
+
+    # Seconds the upstream asked us to wait after a transient failure; for the caller, not stored.
+    retry_after: float | None = None
 
     def __str__(self) -> str:
         return f"{self.source} run #{self.pk} ({self.status})"
@@ -193,3 +198,17 @@ class MarketQuote(models.Model):
 
     def __str__(self) -> str:
         return f"{self.asset} @ {self.last_updated:%Y-%m-%d %H:%M:%S}"
+
+
+class SourceSchedule(models.Model):
+    """The interval last applied to a source's beat schedule from settings, so `migrate` changes
+    the schedule only when the setting changed, never undoing an edit made in the admin."""
+
+    source = models.CharField(max_length=16, choices=Source.choices, unique=True)
+    applied_interval_seconds = models.PositiveIntegerField()
+
+    class Meta:
+        db_table = "source_schedule"
+
+    def __str__(self) -> str:
+        return f"{self.source} every {self.applied_interval_seconds}s (from settings)"

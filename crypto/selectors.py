@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, cast
 
+from django.conf import settings
+from django.core.cache import cache
 from django.db import connection
 from django.db.models import Count, Exists, Max, Min, OuterRef, Sum
+from django.utils import timezone
+from django_celery_beat.models import PeriodicTask
 
 from crypto.models import IngestionRun, RawCryptoData, RunBody, Source
+from crypto.services.schedules import periodic_task_name
 from crypto.sources import source_get
 
 
@@ -47,7 +52,9 @@ def _latest_run(source: str, *statuses: str) -> IngestionRun | None:
 
 
 def sources_freshness() -> dict[str, dict[str, Any]]:
-    """Per source: the last run and the last success (one indexed lookup each)."""
+    """Per source: the last run, the last success, and whether that success is older than the
+    schedule allows (STALE_AFTER_INTERVALS intervals; `stale` is None when unscheduled)."""
+    now = timezone.now()
     result = {}
     for source in Source.values:
         last = _latest_run(source, IngestionRun.Status.SUCCEEDED, IngestionRun.Status.FAILED)
@@ -56,12 +63,54 @@ def sources_freshness() -> dict[str, dict[str, Any]]:
             if last and last.status == IngestionRun.Status.SUCCEEDED
             else _latest_run(source, IngestionRun.Status.SUCCEEDED)
         )
+        every = schedule_interval_seconds(source=source)
+        last_success_at = success.finished_at if success else None
+        stale = None
+        if every is not None:
+            allowed = timedelta(seconds=every * settings.STALE_AFTER_INTERVALS)
+            stale = last_success_at is None or now - last_success_at > allowed
         result[source] = {
-            "last_success_at": success.finished_at if success else None,
+            "last_success_at": last_success_at,
             "last_run_status": last.status if last else None,
             "last_error": last.error if last and last.status == IngestionRun.Status.FAILED else None,
+            "schedule_seconds": every,
+            "stale": stale,
         }
     return result
+
+
+BROKER_CACHE_SECONDS = 5
+
+
+def broker_status() -> dict[str, Any]:
+    """Whether the broker answers, and which workers answered a ping (cached a few seconds: a
+    ping waits for replies, and /health is polled often)."""
+    if not settings.REDIS_URL:
+        return {"status": "not_configured", "detail": "no REDIS_URL: tasks run in the calling process"}
+    cached = cache.get("health:broker") if _cache_usable() else None
+    if cached is not None:
+        return cast(dict[str, Any], cached)
+    from kasparro.celery import app
+
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=1, timeout=2)
+        replies = app.control.ping(timeout=0.5) or []
+        workers = sorted(name for reply in replies for name in reply)
+        status = {"status": "ok", "workers": workers}
+    except Exception as exc:  # any failure to reach the broker is "down", said with its reason
+        status = {"status": "down", "error": f"{type(exc).__name__}: {exc}"[:300], "workers": []}
+    if status["status"] == "ok" and _cache_usable():
+        cache.set("health:broker", status, BROKER_CACHE_SECONDS)
+    return status
+
+
+def _cache_usable() -> bool:
+    try:
+        cache.get("health:probe")
+    except Exception:
+        return False
+    return True
 
 
 def stats_summary() -> dict[str, Any]:
@@ -146,3 +195,37 @@ def dataset_latest(*, source: str | None, limit: int) -> Dataset | None:
         raw_ids=[raw_id for raw_id, _, _ in links],
         records=records,
     )
+
+
+def task_runs_final(*, task_ids: list[str]) -> dict[str, IngestionRun]:
+    """The last run of each task that has reached its end (not running, no retry coming)."""
+    latest: dict[str, IngestionRun] = {}
+    for run in IngestionRun.objects.filter(task_id__in=task_ids).order_by("started_at", "id"):
+        latest[run.task_id] = run
+    return {
+        task_id: run
+        for task_id, run in latest.items()
+        if run.status != IngestionRun.Status.RUNNING and not run.retry_scheduled
+    }
+
+
+def task_runs_wait(*, task_ids: list[str], timeout: float, poll: float = 0.5) -> dict[str, IngestionRun]:
+    """Poll the run table (the record of every task) until each task's run is final or time is up."""
+    deadline = time.monotonic() + timeout
+    while True:
+        done = task_runs_final(task_ids=task_ids)
+        if len(done) == len(task_ids) or time.monotonic() >= deadline:
+            return done
+        time.sleep(poll)
+
+
+def schedule_interval_seconds(*, source: str) -> int | None:
+    """The interval beat uses now (the admin may have edited it); None when it is disabled."""
+    task = (
+        PeriodicTask.objects.filter(name=periodic_task_name(source=source)).select_related("interval").first()
+    )
+    if task is None:
+        return settings.INGEST_INTERVALS[source]
+    if not task.enabled or task.interval is None:
+        return None
+    return int(task.interval.schedule.run_every.total_seconds())

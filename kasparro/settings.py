@@ -89,6 +89,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "django_celery_beat",
     "crypto",
 ]
 
@@ -191,3 +192,94 @@ HTTP_BACKOFF_BASE = _positive_float("HTTP_BACKOFF_BASE", 1.0)
 HTTP_BACKOFF_CAP = _positive_float("HTTP_BACKOFF_CAP", 30.0)
 # Longest Retry-After the client will sleep through; a longer one fails the request as transient.
 HTTP_RETRY_AFTER_CAP = _positive_float("HTTP_RETRY_AFTER_CAP", 60.0)
+
+# Calls per minute each upstream may receive from all workers together (shared through Redis).
+COINGECKO_CALLS_PER_MINUTE = _positive_int("COINGECKO_CALLS_PER_MINUTE", 20)
+COINPAPRIKA_CALLS_PER_MINUTE = _positive_int("COINPAPRIKA_CALLS_PER_MINUTE", 10)
+# The limit's window; 60 makes the two settings above per minute. Tests shrink it.
+RATE_LIMIT_WINDOW_SECONDS = _positive_int("RATE_LIMIT_WINDOW_SECONDS", 60)
+
+# --- Scheduling and workers --------------------------------------------------------------------
+# Without REDIS_URL there is no broker: tasks run in the calling process (embedded mode), the
+# cache and the rate limiter live in process memory.
+REDIS_URL = _read(
+    "REDIS_URL",
+    env.str,
+    "",
+    lambda v: v == "" or urlparse(v).scheme in {"redis", "rediss"},
+    "a redis:// or rediss:// URL",
+)
+
+# Seconds between scheduled runs of each source, applied to the beat schedule on `migrate`.
+# CoinGecko's free tier allows ~30 calls/min; CoinPaprika's ~20,000 calls/month (one per 130 s).
+INGEST_INTERVALS = {
+    "coingecko": _positive_int("INGEST_INTERVAL_COINGECKO", 300),
+    "coinpaprika": _positive_int("INGEST_INTERVAL_COINPAPRIKA", 600),
+    "csv": _positive_int("INGEST_INTERVAL_CSV", 900),
+}
+# A source is stale when its last success is older than this many intervals.
+STALE_AFTER_INTERVALS = _positive_float("STALE_AFTER_INTERVALS", 2.0)
+
+INGEST_SOFT_TIME_LIMIT = _positive_int("INGEST_SOFT_TIME_LIMIT", 300)
+INGEST_TIME_LIMIT = _positive_int("INGEST_TIME_LIMIT", 330)
+INGEST_MAX_RETRIES = _read("INGEST_MAX_RETRIES", env.int, 5, lambda v: v >= 0, "a whole number, 0 or more")
+INGEST_RETRY_BACKOFF_BASE = _positive_float("INGEST_RETRY_BACKOFF_BASE", 10.0)
+INGEST_RETRY_BACKOFF_CAP = _positive_int("INGEST_RETRY_BACKOFF_CAP", 300)
+# Redis hands an unacknowledged task to another worker after this long. It must outlast the
+# longest task plus the longest retry delay, or a slow task would run twice at once.
+CELERY_VISIBILITY_TIMEOUT = _positive_int(
+    "CELERY_VISIBILITY_TIMEOUT", INGEST_TIME_LIMIT + INGEST_RETRY_BACKOFF_CAP + 60
+)
+if INGEST_SOFT_TIME_LIMIT >= INGEST_TIME_LIMIT:
+    raise ImproperlyConfigured(
+        f"INGEST_SOFT_TIME_LIMIT={INGEST_SOFT_TIME_LIMIT} must be below INGEST_TIME_LIMIT={INGEST_TIME_LIMIT}"
+    )
+if CELERY_VISIBILITY_TIMEOUT <= INGEST_TIME_LIMIT + INGEST_RETRY_BACKOFF_CAP:
+    raise ImproperlyConfigured(
+        f"CELERY_VISIBILITY_TIMEOUT={CELERY_VISIBILITY_TIMEOUT} must exceed INGEST_TIME_LIMIT + "
+        f"INGEST_RETRY_BACKOFF_CAP = {INGEST_TIME_LIMIT + INGEST_RETRY_BACKOFF_CAP}"
+    )
+
+CELERY_BROKER_URL = REDIS_URL or "memory://"
+CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_INCLUDE = ["tasks.ingest"]
+# At-least-once: a task is acknowledged after it finished, and given back when its worker dies.
+# Redelivery is safe because a run is idempotent and holds the source's advisory lock.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+CELERY_TASK_SOFT_TIME_LIMIT = INGEST_SOFT_TIME_LIMIT
+CELERY_TASK_TIME_LIMIT = INGEST_TIME_LIMIT
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+# The ingestion_run table is the record of every run; no result backend is needed.
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_SEND_SENT_EVENT = True
+CELERY_WORKER_SEND_TASK_EVENTS = True  # Flower shows tasks as they run
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None  # keep reconnecting while Redis is away
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": CELERY_VISIBILITY_TIMEOUT,
+    "socket_keepalive": True,
+    "socket_timeout": 30,
+    "socket_connect_timeout": 5,
+    "health_check_interval": 10,
+    "retry_on_timeout": True,
+}
+CELERY_TIMEZONE = "UTC"
+CELERY_ENABLE_UTC = True
+CELERY_BEAT_SCHEDULER = "kasparro.beat:SingleBeatScheduler"
+CELERY_BEAT_MAX_LOOP_INTERVAL = _positive_int("CELERY_BEAT_MAX_LOOP_INTERVAL", 5)
+# Only one beat may dispatch: the others stand by until its lock lapses (kasparro/beat.py).
+BEAT_LOCK_TTL_SECONDS = _positive_int("BEAT_LOCK_TTL_SECONDS", 30)
+DJANGO_CELERY_BEAT_TZ_AWARE = True
+
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+    if REDIS_URL
+    else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+}

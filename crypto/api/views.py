@@ -17,8 +17,8 @@ from crypto.models import IngestionRun
 class HealthViewSet(viewsets.ViewSet):
     """Is the service alive: database reachability and per-source freshness.
 
-    `status` is `ok`, `degraded` (a source's latest run failed) or `error` (HTTP 503: the database
-    is unreachable)."""
+    `status` is `ok`; `degraded` when a source's latest run failed, a scheduled source is stale, or
+    the broker is down; `error` (HTTP 503) when the database is unreachable."""
 
     def list(self, request: Request) -> Response:
         now = timezone.now()
@@ -31,16 +31,21 @@ class HealthViewSet(viewsets.ViewSet):
                 {"status": "error", "time": now, "database": {"status": "down", "error": reason}},
                 status=status.HTTP_503_SERVICE_UNAVAILABLE,
             )
+        broker = selectors.broker_status()
         failing = sorted(
             name for name, info in sources.items() if info["last_run_status"] == IngestionRun.Status.FAILED
         )
+        # Staleness counts only where a broker exists to run the schedule.
+        scheduled = broker["status"] != "not_configured"
+        stale = sorted(name for name, info in sources.items() if info["stale"]) if scheduled else []
         return Response(
             {
-                "status": "degraded" if failing else "ok",
+                "status": "degraded" if failing or stale or broker["status"] == "down" else "ok",
                 "time": now,
                 "database": {"status": "ok", "latency_ms": latency_ms},
-                "broker": {"status": "not_configured"},
+                "broker": broker,
                 "failing_sources": failing,
+                "stale_sources": stale,
                 "sources": sources,
             }
         )

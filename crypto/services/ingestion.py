@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable, Iterator
 
 from django.conf import settings
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from crypto.models import IngestionRun
@@ -20,6 +20,7 @@ from crypto.services.storage import raw_body_store, records_upsert
 from crypto.sources import source_get
 from crypto.sources.base import Body, FetchContext, SourceError
 from crypto.sources.http import HttpClient, UpstreamError
+from crypto.sources.ratelimit import SharedRateLimiter
 
 logger = logging.getLogger(__name__)
 
@@ -31,8 +32,20 @@ class AlreadyRunning(Exception):
     pass
 
 
-def http_client_build() -> HttpClient:
+_CALLS_PER_MINUTE = {"coingecko": "COINGECKO_CALLS_PER_MINUTE", "coinpaprika": "COINPAPRIKA_CALLS_PER_MINUTE"}
+
+
+def http_client_build(*, source: str) -> HttpClient:
+    limiter = None
+    if source in _CALLS_PER_MINUTE:
+        limiter = SharedRateLimiter(
+            name=source,
+            calls=getattr(settings, _CALLS_PER_MINUTE[source]),
+            window_seconds=settings.RATE_LIMIT_WINDOW_SECONDS,
+            storage_url=settings.REDIS_URL,
+        )
     return HttpClient(
+        before_request=limiter.acquire if limiter else None,
         connect_timeout=settings.HTTP_CONNECT_TIMEOUT,
         read_timeout=settings.HTTP_READ_TIMEOUT,
         max_attempts=settings.HTTP_MAX_ATTEMPTS,
@@ -43,7 +56,7 @@ def http_client_build() -> HttpClient:
 
 
 def fetch_context_build(*, source: str, client: HttpClient | None = None) -> FetchContext:
-    client = client or http_client_build()
+    client = client or http_client_build(source=source)
     if source == "coingecko":
         return FetchContext(
             client=client,
@@ -84,6 +97,7 @@ def ingestion_run(
                 raise AlreadyRunning(
                     f"{source} is already being ingested by another run; this one wrote nothing"
                 )
+            _abandoned_runs_close(source=source, current=run)
             bodies: Iterator[Body] = (
                 module.read_file(path=file)
                 if file
@@ -100,12 +114,16 @@ def ingestion_run(
         say(f"{source}: {exc}")
     except Exception as exc:  # every failure becomes a failed run record, with the reason
         run.status, run.error = IngestionRun.Status.FAILED, _reason(exc)
-        run.error_kind = "transient" if getattr(exc, "transient", False) else "permanent"
+        run.error_kind = "transient" if _is_transient(exc) else "permanent"
+        run.retry_after = getattr(exc, "retry_after", None)
         # What was counted was rolled back with the transaction.
         run.raw_stored = run.raw_duplicates = run.rows_upserted = 0
-        if not isinstance(exc, (SourceError, DatabaseError)):
+        if not isinstance(exc, (SourceError, DatabaseError)) and not _is_time_limit(exc):
             logger.exception("ingestion run crashed", extra=log)
         try:
+            if isinstance(exc, OperationalError | InterfaceError) and not connection.in_atomic_block:
+                # The server went away mid-run: record the failure on a fresh connection.
+                connection.close()
             _finish(run)
         except DatabaseError:
             logger.error("could not record the failed run", extra={**log, "reason": run.error})
@@ -145,12 +163,40 @@ def _body_ingest(*, run: IngestionRun, module: object, body: Body, say: Progress
     )
 
 
+def _abandoned_runs_close(*, source: str, current: IngestionRun) -> None:
+    """Runs still `running` while we hold the source's lock cannot be running: their process died
+    (a killed worker, a lost database connection). Close them so the record tells the truth."""
+    IngestionRun.objects.filter(source=source, status=IngestionRun.Status.RUNNING).exclude(
+        pk=current.pk
+    ).update(
+        status=IngestionRun.Status.FAILED,
+        error_kind="transient",
+        error="abandoned: its process stopped before the run finished; nothing it fetched was kept",
+        finished_at=timezone.now(),
+    )
+
+
+def _is_time_limit(exc: BaseException) -> bool:
+    # Celery's SoftTimeLimitExceeded, named rather than imported: services do not depend on Celery.
+    return type(exc).__name__ == "SoftTimeLimitExceeded"
+
+
+def _is_transient(exc: BaseException) -> bool:
+    return (
+        bool(getattr(exc, "transient", False))
+        or isinstance(exc, OperationalError | InterfaceError)
+        or (_is_time_limit(exc))
+    )
+
+
 def _finish(run: IngestionRun) -> None:
     run.finished_at = timezone.now()
     run.save()
 
 
 def _reason(exc: BaseException) -> str:
+    if _is_time_limit(exc):
+        return f"ran past its soft time limit (INGEST_SOFT_TIME_LIMIT={settings.INGEST_SOFT_TIME_LIMIT}s)"
     if isinstance(exc, (SourceError, UpstreamError)):
         return str(exc)
     if isinstance(exc, DatabaseError):
@@ -158,3 +204,9 @@ def _reason(exc: BaseException) -> str:
             f"database error: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}"
         )
     return f"{type(exc).__name__}: {exc}"
+
+
+def run_retry_mark(*, run: IngestionRun) -> None:
+    """Say on the run that its task will try again, so nobody takes the failure as final."""
+    IngestionRun.objects.filter(pk=run.pk).update(retry_scheduled=True)
+    run.retry_scheduled = True

@@ -122,6 +122,7 @@ class HttpClient:
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
         user_agent: str = "kasparro-crypto-etl/1.0",
+        before_request: Callable[[], None] | None = None,
     ) -> None:
         self.timeout = (connect_timeout, read_timeout)
         self.max_attempts = max_attempts
@@ -131,6 +132,8 @@ class HttpClient:
         self.session = session or requests.Session()
         self.sleep = sleep
         self.user_agent = user_agent
+        # Called before every attempt, retries included: the shared rate limiter waits here.
+        self.before_request = before_request
 
     def backoff(self, attempt: int) -> float:
         """Full jitter (AWS architecture blog): uniform in [0, min(cap, base * 2**attempt)]."""
@@ -151,6 +154,8 @@ class HttpClient:
         attempt = 0
         while True:
             attempt += 1
+            if self.before_request is not None:
+                self.before_request()
             try:
                 return self._attempt(url, params, headers, shown_url, secrets)
             except TransientUpstreamError as exc:

@@ -1,7 +1,9 @@
-"""`python manage.py ingest --source {coingecko,coinpaprika,csv,all} [--file PATH]`
+"""`python manage.py ingest --source {coingecko,coinpaprika,csv,all} [--file PATH] [--async [--wait]]`
 
-Runs ingestion now, printing progress and a summary per source. Exit status 0 when every asked
-source succeeded (or another run already held it), 1 otherwise with the reasons on stderr.
+Runs ingestion now, printing progress and a summary per source, or (`--async`) hands it to the
+Celery workers and prints the task ids; `--wait` then follows the tasks to their end. Exit status
+0 when every asked source succeeded (or another run already held it), 1 otherwise with the
+reasons on stderr.
 """
 
 from __future__ import annotations
@@ -9,9 +11,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from crypto.models import IngestionRun
+from crypto.selectors import task_runs_wait
 from crypto.services.ingestion import ingestion_run
 from crypto.sources import SOURCE_NAMES
 
@@ -41,6 +45,19 @@ class Command(BaseCommand):
             "say so (used by `make run` on a machine without internet)",
         )
 
+        parser.add_argument(
+            "--async",
+            dest="run_async",
+            action="store_true",
+            help="enqueue one task per source for the Celery workers and print the task ids",
+        )
+        parser.add_argument(
+            "--wait", action="store_true", help="with --async: wait for the tasks and exit with their status"
+        )
+        parser.add_argument(
+            "--timeout", type=float, default=900.0, help="with --wait: seconds to wait at most (default 900)"
+        )
+
     def handle(self, *args: Any, **options: Any) -> None:
         if options["verbosity"] < 2:
             # The progress lines below say what the service logs; keep the terminal readable.
@@ -51,6 +68,15 @@ class Command(BaseCommand):
         sources = SOURCE_NAMES if source == "all" else (source,)
         trigger = IngestionRun.Trigger.FILE if file else IngestionRun.Trigger.CLI
         fallbacks = self._fallbacks(options["fallback_file"])
+        if options["wait"] and not options["run_async"]:
+            raise CommandError("--wait goes with --async (without it the command already waits)")
+        if options["run_async"]:
+            if file:
+                raise CommandError(
+                    "--file cannot be combined with --async: the workers may not see this file"
+                )
+            self._summary(self._enqueue(sources, wait=options["wait"], timeout=options["timeout"]))
+            return
 
         runs = []
         for name in sources:
@@ -78,6 +104,11 @@ class Command(BaseCommand):
                 )
             runs.append(run)
 
+        self._summary(runs)
+
+    def _summary(self, runs: list[IngestionRun]) -> None:
+        if not runs:
+            return
         self.stdout.write("")
         self.stdout.write(
             f"{'source':<12} {'status':<10} {'fetched':>8} {'stored':>7} {'unchanged':>9} "
@@ -117,3 +148,30 @@ class Command(BaseCommand):
                 )
             fallbacks[source] = path
         return fallbacks
+
+    def _enqueue(self, sources: tuple[str, ...], *, wait: bool, timeout: float) -> list[IngestionRun]:
+        from tasks.ingest import ingest_source
+
+        if not settings.REDIS_URL:
+            self.stdout.write("No REDIS_URL: no broker, so each task runs here, in this process.")
+        task_ids = {}
+        for name in sources:
+            try:
+                task_ids[name] = ingest_source.delay(source=name).id
+            except Exception as exc:  # embedded mode runs the task right here and raises its failure
+                if settings.REDIS_URL:
+                    raise CommandError(f"could not enqueue {name}: {exc}") from exc
+                task_ids[name] = ""
+                self.stderr.write(f"{name}: {exc}")
+            self.stdout.write(f"{name}: task {task_ids[name] or '(ran in process)'}")
+        if not wait:
+            return []
+        self.stdout.write(f"Waiting for {len(task_ids)} task(s), at most {timeout:.0f}s ...")
+        runs = task_runs_wait(task_ids=[t for t in task_ids.values() if t], timeout=timeout)
+        missing = [name for name, task_id in task_ids.items() if task_id and task_id not in runs]
+        if missing:
+            raise CommandError(
+                f"timed out after {timeout:.0f}s waiting for {', '.join(missing)}: is a worker running "
+                "(celery -A kasparro worker)?"
+            )
+        return list(runs.values())

@@ -1,0 +1,67 @@
+"""One call budget per upstream, shared by every worker process.
+
+Celery's own `rate_limit` counts per worker, so N workers would make N times the calls. This
+limiter keeps a moving window of call times in Redis (the `limits` library's Lua script, atomic),
+so in any window the upstream sees at most `calls` requests from all processes together.
+Without Redis (embedded mode) the window lives in process memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from limits import RateLimitItemPerSecond
+from limits.storage import storage_from_string
+from limits.strategies import MovingWindowRateLimiter
+
+from crypto.sources.base import SourceError
+
+logger = logging.getLogger(__name__)
+
+
+class RateLimitTimeout(SourceError):
+    transient = True
+    retry_after: float | None = None
+
+
+class SharedRateLimiter:
+    def __init__(
+        self,
+        *,
+        name: str,
+        calls: int,
+        window_seconds: int,
+        storage_url: str = "",
+        max_wait: float | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.name = name
+        self.item = RateLimitItemPerSecond(calls, window_seconds, namespace="kasparro-upstream")
+        self.limiter = MovingWindowRateLimiter(storage_from_string(_limits_url(storage_url)))
+        self.max_wait = max_wait if max_wait is not None else 2.0 * window_seconds
+        self.sleep = sleep
+
+    def acquire(self) -> None:
+        """Block until a call to this upstream fits in the window; give up after `max_wait`."""
+        deadline = time.monotonic() + self.max_wait
+        while not self.limiter.hit(self.item, self.name):
+            reset_at = self.limiter.get_window_stats(self.item, self.name).reset_time
+            wait = max(0.05, reset_at - time.time())
+            if time.monotonic() + wait > deadline:
+                error = RateLimitTimeout(
+                    f"{self.name}: the shared budget of {self.item.amount} calls per "
+                    f"{self.item.get_expiry()}s stayed full for {self.max_wait:.0f}s"
+                )
+                error.retry_after = wait
+                raise error
+            logger.info(
+                "rate limit reached, waiting", extra={"upstream": self.name, "wait_s": round(wait, 2)}
+            )
+            self.sleep(wait)
+
+
+def _limits_url(redis_url: str) -> str:
+    # `limits` names its Redis storage `redis://` too; with no Redis, a per-process memory window.
+    return redis_url or "memory://"

@@ -1,0 +1,1 @@
+"""Celery tasks: thin interfaces over crypto.services, like a view or a command."""

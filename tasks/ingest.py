@@ -1,0 +1,52 @@
+"""`tasks.ingest_source(source)`: one ingestion run of one source, on a worker.
+
+The run table is the record: each attempt is a run with this task's id. A transient failure
+(throttled, upstream or database away) is retried with capped exponential backoff and jitter,
+honouring the upstream's Retry-After; a permanent one fails the task at once.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from celery import Task, shared_task
+from django.conf import settings
+from django.db import DatabaseError
+
+from crypto.models import IngestionRun
+from crypto.services.ingestion import ingestion_run, run_retry_mark
+from crypto.sources import SOURCE_NAMES
+
+
+class IngestionFailed(Exception):
+    pass
+
+
+def retry_delay(*, retries: int, retry_after: float | None) -> float:
+    """Full-jitter backoff, at least what the upstream asked for, never past the cap (which the
+    settings keep below the broker's visibility timeout, so a waiting retry is not redelivered)."""
+    backoff = random.uniform(0, settings.INGEST_RETRY_BACKOFF_BASE * 2**retries)
+    return min(float(settings.INGEST_RETRY_BACKOFF_CAP), max(backoff, retry_after or 0.0))
+
+
+@shared_task(bind=True, name="tasks.ingest_source", max_retries=None)
+def ingest_source(self: Task, source: str) -> dict[str, Any]:
+    if source not in SOURCE_NAMES:
+        raise IngestionFailed(f"unknown source {source!r}; expected one of {', '.join(SOURCE_NAMES)}")
+    retries = self.request.retries
+    try:
+        run = ingestion_run(source=source, trigger=IngestionRun.Trigger.TASK, task_id=self.request.id or "")
+    except DatabaseError as exc:
+        # Not even the failure could be recorded: the database is away. Try again later.
+        if retries >= settings.INGEST_MAX_RETRIES:
+            raise
+        raise self.retry(exc=exc, countdown=retry_delay(retries=retries, retry_after=None)) from None
+
+    if run.status == IngestionRun.Status.FAILED:
+        error = IngestionFailed(f"{source} run #{run.pk} failed: {run.error}")
+        if run.error_kind == "transient" and retries < settings.INGEST_MAX_RETRIES:
+            run_retry_mark(run=run)
+            raise self.retry(exc=error, countdown=retry_delay(retries=retries, retry_after=run.retry_after))
+        raise error
+    return {"run_id": run.pk, "source": source, "status": run.status, "rows_upserted": run.rows_upserted}
