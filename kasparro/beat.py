@@ -35,7 +35,7 @@ class SingleBeatScheduler(DatabaseScheduler):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._token = f"{socket.gethostname()}:{os.getpid()}"
         self._redis = redis.Redis.from_url(settings.REDIS_URL) if settings.REDIS_URL else None
-        self._leader = False
+        self._leader: bool | None = None  # unknown until the first tick, so that one is logged
         super().__init__(*args, **kwargs)
 
     def _hold_lease(self) -> bool:

@@ -269,6 +269,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "socket_connect_timeout": 5,
     "health_check_interval": 10,
     "retry_on_timeout": True,
+    # How often a worker looks for tasks whose worker died (unacknowledged past the visibility
+    # timeout) and puts them back in the queue: every interval, one cheap sorted-set scan.
+    "unacked_restore_interval": _positive_int("CELERY_UNACKED_RESTORE_INTERVAL", 10),
+    "unacked_restore_throttle": 1,
 }
 CELERY_TIMEZONE = "UTC"
 CELERY_ENABLE_UTC = True

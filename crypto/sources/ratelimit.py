@@ -38,7 +38,9 @@ class SharedRateLimiter:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.name = name
-        self.item = RateLimitItemPerSecond(calls, window_seconds, namespace="kasparro-upstream")
+        # One second of margin: the upstream counts arrivals, and a call admitted just as the
+        # window turns can arrive a few milliseconds later, inside the upstream's window.
+        self.item = RateLimitItemPerSecond(calls, window_seconds + 1, namespace="kasparro-upstream")
         self.limiter = MovingWindowRateLimiter(storage_from_string(_limits_url(storage_url)))
         self.max_wait = max_wait if max_wait is not None else 2.0 * window_seconds
         self.sleep = sleep

@@ -1,0 +1,81 @@
+"""PostgreSQL restarted under a running ingestion: a private cluster, a real worker."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+
+import psycopg2
+import pytest
+
+from tests.distributed.conftest import GECKO_PATH, send_task
+from tests.processes import ROOT, CeleryProcess, PostgresServer, StubUpstream, wait_for
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(240)]
+
+
+@pytest.fixture
+def private_pg() -> Iterator[PostgresServer]:
+    server = PostgresServer()
+    server.init()
+    yield server
+    server.stop("immediate")
+    server.remove()
+
+
+def query(url: str, sql: str) -> list[tuple]:
+    with psycopg2.connect(url) as conn, conn.cursor() as cursor:
+        cursor.execute(sql)
+        rows = cursor.fetchall()
+    conn.close()
+    return rows
+
+
+def test_postgres_restarted_during_a_run_fails_that_run_cleanly_and_the_retry_succeeds(
+    celery_env: dict[str, str],
+    processes: Callable[..., CeleryProcess],
+    stub: StubUpstream,
+    private_pg: PostgresServer,
+) -> None:
+    query(private_pg.url(), "SELECT 1")
+    conn = psycopg2.connect(private_pg.url())
+    conn.autocommit = True
+    conn.cursor().execute("CREATE DATABASE kasparro")
+    conn.close()
+    env = {**celery_env, "DATABASE_URL": private_pg.url("kasparro")}
+    migrate = subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert migrate.returncode == 0, migrate.stderr
+
+    stub.delay[GECKO_PATH] = 3
+    processes("worker", env, "w1")
+    task_id = send_task(env["REDIS_URL"], "coingecko")
+    assert stub.arrived[GECKO_PATH].wait(30)
+    private_pg.stop("fast")  # the run's connection dies while it waits on the upstream
+    private_pg.start()
+
+    def runs() -> list[tuple]:
+        try:
+            rows = query(
+                env["DATABASE_URL"],
+                f"SELECT status, error, retry_scheduled FROM ingestion_run "
+                f"WHERE task_id = '{task_id}' ORDER BY started_at, id",
+            )
+        except psycopg2.OperationalError:
+            return []
+        return rows if rows and rows[-1][0] == "succeeded" else []
+
+    history = wait_for(runs, timeout=90, what="the retried run to succeed")
+    failed = [row for row in history if row[0] == "failed"]
+    assert failed and all(row[2] or "abandoned" in row[1] for row in failed)
+    assert any("database" in row[1] or "abandoned" in row[1] for row in failed)
+    assert [row[0] for row in history].count("succeeded") == 1
+    assert query(env["DATABASE_URL"], "SELECT count(*) FROM raw_crypto_data")[0][0] == 2
+    assert query(env["DATABASE_URL"], "SELECT count(*) FROM market_quote")[0][0] == 350

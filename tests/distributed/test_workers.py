@@ -1,0 +1,224 @@
+"""Scheduling and delivery with real `celery worker` and `celery beat` processes.
+
+Upstream is a stub HTTP server on 127.0.0.1 run by the test; Redis is a private server the test
+may stop; the database is the test database, read here as the workers commit to it.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+import pytest
+from django.test import override_settings
+
+from crypto.models import IngestionRun, MarketQuote, RawCryptoData
+from crypto.services.schedules import schedules_sync
+from tests.distributed.conftest import GECKO_PATH, PAPRIKA_PATH, send_task
+from tests.processes import ROOT, CeleryProcess, RedisServer, StubUpstream, wait_for
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(180)]
+
+
+def final_runs(task_id: str) -> list[IngestionRun]:
+    runs = list(IngestionRun.objects.filter(task_id=task_id).order_by("started_at", "id"))
+    if runs and runs[-1].status != "running" and not runs[-1].retry_scheduled:
+        return runs
+    return []
+
+
+def test_beat_dispatches_every_source_to_a_worker_and_a_second_beat_stands_by(
+    celery_env: dict[str, str], processes: Callable[..., CeleryProcess]
+) -> None:
+    with override_settings(INGEST_INTERVALS={"coingecko": 2, "coinpaprika": 2, "csv": 2}):
+        schedules_sync()
+    processes("worker", celery_env, "w1")
+    first = processes("beat", celery_env, "beat1")
+    wait_for(lambda: "is now dispatching" in first.output(), timeout=20, what="the first beat to lead")
+    second = processes("beat", celery_env, "beat2")
+
+    wait_for(
+        lambda: (
+            {"coingecko", "coinpaprika", "csv"} <= set(RawCryptoData.objects.values_list("source", flat=True))
+        ),
+        timeout=60,
+        what="rows from every source",
+    )
+    wait_for(
+        lambda: IngestionRun.objects.filter(source="csv", status="succeeded").count() >= 2,
+        timeout=30,
+        what="a second scheduled csv run",
+    )
+    assert IngestionRun.objects.filter(trigger="task").exclude(task_id="").count() >= 4
+    wait_for(lambda: "stands by" in second.output(), timeout=20, what="the second beat to stand by")
+    assert "Sending due task" not in second.output(), "only the leading beat dispatches"
+    assert RawCryptoData.objects.filter(source="coingecko").count() == 2
+    assert MarketQuote.objects.filter(source="coinpaprika").count() == 2500
+
+
+def test_a_worker_killed_mid_run_has_its_task_redelivered_and_the_data_equals_a_clean_run(
+    celery_env: dict[str, str], processes: Callable[..., CeleryProcess], stub: StubUpstream
+) -> None:
+    stub.delay[PAPRIKA_PATH] = 4
+    doomed = processes("worker", celery_env, "doomed")
+    task_id = send_task(celery_env["REDIS_URL"], "coinpaprika")
+    assert stub.arrived[PAPRIKA_PATH].wait(30)
+    doomed.kill()
+    assert RawCryptoData.objects.count() == 0, "nothing half-written by the killed run"
+
+    stub.delay[PAPRIKA_PATH] = 0
+    processes("worker", celery_env, "survivor")
+    runs = wait_for(lambda: final_runs(task_id), timeout=60, what="the redelivered task to finish")
+
+    assert [r.status for r in runs] == ["failed", "succeeded"]
+    assert runs[0].error.startswith("abandoned")
+    assert len(stub.calls_to(PAPRIKA_PATH)) == 2
+    assert RawCryptoData.objects.count() == 1
+    assert MarketQuote.objects.count() == 2500
+    assert MarketQuote.objects.values("asset_id", "last_updated").distinct().count() == 2500
+
+
+def test_two_workers_given_the_same_source_at_once_write_once(
+    celery_env: dict[str, str], processes: Callable[..., CeleryProcess], stub: StubUpstream
+) -> None:
+    stub.delay[PAPRIKA_PATH] = 3
+    processes("worker", celery_env, "w1")
+    processes("worker", celery_env, "w2")
+    ids = [send_task(celery_env["REDIS_URL"], "coinpaprika") for _ in range(2)]
+    runs = [wait_for(lambda t=t: final_runs(t), timeout=60, what="both tasks")[-1] for t in ids]
+
+    assert sorted(r.status for r in runs) == ["skipped", "succeeded"]
+    skipped = next(r for r in runs if r.status == "skipped")
+    assert "already being ingested" in skipped.error
+    assert len(stub.calls_to(PAPRIKA_PATH)) == 1
+    assert RawCryptoData.objects.count() == 1 and MarketQuote.objects.count() == 2500
+
+
+def test_redis_restarted_while_tasks_are_queued_loses_no_task_and_the_worker_keeps_consuming(
+    celery_env: dict[str, str],
+    processes: Callable[..., CeleryProcess],
+    stub: StubUpstream,
+    redis_server: RedisServer,
+) -> None:
+    stub.delay[PAPRIKA_PATH] = 1
+    processes("worker", celery_env, "w1")
+    queued = [send_task(redis_server.url, source) for source in ("coinpaprika", "coingecko", "csv")]
+    redis_server.stop()
+    time.sleep(3)
+    redis_server.start()
+    for task_id in queued:
+        wait_for(lambda t=task_id: final_runs(t), timeout=90, what=f"queued task {task_id}")
+    assert set(IngestionRun.objects.filter(status="succeeded").values_list("source", flat=True)) == {
+        "coinpaprika",
+        "coingecko",
+        "csv",
+    }
+
+    after = send_task(redis_server.url, "csv")
+    runs = wait_for(lambda: final_runs(after), timeout=60, what="a task sent after the restart")
+    assert runs[-1].status == "succeeded"
+
+
+def test_429_with_retry_after_is_not_retried_before_it_says(
+    celery_env: dict[str, str], processes: Callable[..., CeleryProcess], stub: StubUpstream
+) -> None:
+    stub.scripted[PAPRIKA_PATH].append((429, {"Retry-After": "3"}, b'{"error": "Too many requests"}'))
+    processes("worker", celery_env, "w1")
+    task_id = send_task(celery_env["REDIS_URL"], "coinpaprika")
+    runs = wait_for(lambda: final_runs(task_id), timeout=60, what="the task")
+    assert runs[-1].status == "succeeded"
+    first, second = stub.calls_to(PAPRIKA_PATH)
+    assert second["at"] - first["at"] >= 3.0
+
+
+def test_shared_rate_limit_holds_across_processes(celery_env: dict[str, str], stub: StubUpstream) -> None:
+    """Two processes call one upstream through the workers' client; in any window the upstream
+    sees no more calls than the limit."""
+    env = {**celery_env, "COINGECKO_CALLS_PER_MINUTE": "4", "RATE_LIMIT_WINDOW_SECONDS": "2"}
+    script = (
+        "import django; django.setup()\n"
+        "from django.conf import settings\n"
+        "from crypto.services.ingestion import http_client_build\n"
+        "client = http_client_build(source='coingecko')\n"
+        "for _ in range(6):\n"
+        "    client.get_json(settings.COINGECKO_BASE_URL + '/coins/markets', params={'page': 1})\n"
+    )
+    workers = [subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env=env) for _ in range(2)]
+    assert [w.wait(60) for w in workers] == [0, 0]
+
+    times = sorted(call["at"] for call in stub.calls_to(GECKO_PATH))
+    assert len(times) == 12
+    busiest = max(sum(1 for t in times if start <= t < start + 2.0) for start in times)
+    assert busiest <= 4
+    assert times[-1] - times[0] >= 4.0, "12 calls at 4 per 2 s need at least two full windows"
+
+
+def test_a_secret_key_appears_in_no_log_line_and_no_task_message(
+    celery_env: dict[str, str],
+    processes: Callable[..., CeleryProcess],
+    stub: StubUpstream,
+    redis_server: RedisServer,
+) -> None:
+    secret = "CG-secret-key-4f9a1c"
+    env = {**celery_env, "COINGECKO_API_KEY": secret, "COINPAPRIKA_API_KEY": secret}
+    cli = subprocess.Popen(
+        [
+            sys.executable,
+            "manage.py",
+            "ingest",
+            "--source",
+            "coingecko",
+            "--async",
+            "--wait",
+            "--timeout",
+            "60",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    message = wait_for(
+        lambda: redis_server.cli("LRANGE", "celery", "0", "-1"), timeout=30, what="the task message"
+    )
+    assert "tasks.ingest_source" in message and "coingecko" in message
+    assert secret not in message
+
+    worker = processes("worker", env, "w1", "--loglevel=DEBUG")
+    out, _ = cli.communicate(timeout=90)
+    assert cli.returncode == 0, out
+    assert "coingecko    succeeded" in out
+    assert stub.calls_to(GECKO_PATH)[0]["headers"]["x-cg-demo-api-key"] == secret
+    assert secret not in worker.output() and secret not in out
+
+
+def test_ingest_async_wait_exits_non_zero_when_the_task_fails(
+    celery_env: dict[str, str], processes: Callable[..., CeleryProcess], stub: StubUpstream
+) -> None:
+    stub.scripted[PAPRIKA_PATH].append((401, {}, b'{"error": "invalid api key"}'))
+    processes("worker", celery_env, "w1")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "manage.py",
+            "ingest",
+            "--source",
+            "coinpaprika",
+            "--async",
+            "--wait",
+            "--timeout",
+            "60",
+        ],
+        cwd=ROOT,
+        env=celery_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert "coinpaprika: task " in result.stdout
+    assert "HTTP 401" in result.stderr
+    assert len(stub.calls_to(PAPRIKA_PATH)) == 1, "a permanent failure is not retried"

@@ -1,0 +1,265 @@
+"""Real processes for the distributed tests: private Redis and PostgreSQL servers, Celery workers
+and beat as subprocesses, and a stub upstream HTTP server on 127.0.0.1 that the tests script.
+
+Private servers run on free ports so a test may stop or restart them without touching the
+machine's shared services.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(predicate: Callable[[], Any], *, timeout: float, what: str, every: float = 0.2) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(every)
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+class RedisServer:
+    """A private redis-server. Append-only with fsync on every write, like a broker that must not
+    lose queued tasks across a restart."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        assert binary, "redis-server is not installed (make test installs it)"
+        self.proc = subprocess.Popen(
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.dir),
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--logfile",
+                str(self.dir / "redis.log"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for(lambda: _port_open(self.port), timeout=10, what="redis to listen")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()  # SIGTERM: redis flushes its append-only file and exits
+            self.proc.wait(10)
+        wait_for(lambda: not _port_open(self.port), timeout=10, what="redis to stop")
+
+    def cli(self, *args: str) -> str:
+        return subprocess.run(
+            ["redis-cli", "-p", str(self.port), *args], capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+
+
+class PostgresServer:
+    """A private PostgreSQL cluster (initdb runs as the postgres user when we are root)."""
+
+    def __init__(self) -> None:
+        # Not under pytest's tmp_path: the postgres user cannot enter root's private folders.
+        self.dir = Path(tempfile.mkdtemp(prefix="kasparro-test-pg-"))
+        self.port = free_port()
+        self.bin = Path(os.environ.get("PG_BIN") or _pg_bin())
+
+    def _as_postgres(self, *args: str) -> None:
+        command = list(args)
+        if os.geteuid() == 0:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        subprocess.run(command, check=True, capture_output=True, timeout=120)
+
+    def init(self) -> None:
+        if os.geteuid() == 0:
+            shutil.chown(self.dir, "postgres")
+        self._as_postgres(
+            str(self.bin / "initdb"), "-D", str(self.dir / "data"), "-U", "postgres", "-A", "trust"
+        )
+        self.start()
+
+    def start(self) -> None:
+        self._as_postgres(
+            str(self.bin / "pg_ctl"),
+            "-D",
+            str(self.dir / "data"),
+            "-l",
+            str(self.dir / "log"),
+            "-w",
+            "-o",
+            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off",
+            "start",
+        )
+
+    def stop(self, mode: str = "fast") -> None:
+        self._as_postgres(str(self.bin / "pg_ctl"), "-D", str(self.dir / "data"), "-m", mode, "-w", "stop")
+
+    def remove(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgres://postgres@127.0.0.1:{self.port}/{database}"
+
+
+def _pg_bin() -> str:
+    for candidate in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
+        if (candidate / "initdb").exists():
+            return str(candidate)
+    found = shutil.which("initdb")
+    assert found, "PostgreSQL server binaries are not installed (make test installs them)"
+    return str(Path(found).resolve().parent)
+
+
+class CeleryProcess:
+    """`celery -A kasparro worker|beat` in its own process group, its output kept in a log file."""
+
+    def __init__(self, kind: str, env: dict[str, str], log: Path, *args: str) -> None:
+        self.kind, self.log = kind, log
+        self.handle = log.open("wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "kasparro", kind, "--loglevel=INFO", *args],
+            cwd=ROOT,
+            env=env,
+            stdout=self.handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        marker = "ready." if self.kind == "worker" else "beat: Starting..."
+        wait_for(
+            lambda: marker in self.output() or self.proc.poll() is not None,
+            timeout=timeout,
+            what=f"celery {self.kind} to start",
+        )
+        assert self.proc.poll() is None, f"celery {self.kind} exited:\n{self.output()[-3000:]}"
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: the worker and its pool children die at once."""
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+        self.handle.close()
+
+
+class StubUpstream:
+    """CoinGecko and CoinPaprika on 127.0.0.1, serving recorded bodies. Tests script it: a delay
+    per path, responses to serve first, and every call recorded with its time and headers."""
+
+    def __init__(self, bodies: dict[tuple[str, str], bytes]) -> None:
+        self.bodies = bodies  # (path, page or "") -> body
+        self.calls: list[dict[str, Any]] = []
+        self.delay: dict[str, float] = {}
+        self.scripted: dict[str, deque[tuple[int, dict[str, str], bytes]]] = defaultdict(deque)
+        self.arrived: dict[str, threading.Event] = defaultdict(threading.Event)
+        self.lock = threading.Lock()
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                url = urlparse(self.path)
+                page = parse_qs(url.query).get("page", [""])[0]
+                with stub.lock:
+                    stub.calls.append(
+                        {
+                            "at": time.time(),
+                            "path": url.path,
+                            "query": url.query,
+                            "headers": dict(self.headers.items()),
+                        }
+                    )
+                    scripted = stub.scripted[url.path].popleft() if stub.scripted[url.path] else None
+                stub.arrived[url.path].set()
+                if scripted is None:
+                    time.sleep(stub.delay.get(url.path, 0))
+                    body = stub.bodies.get((url.path, page))
+                    status, headers = (200, {}) if body is not None else (404, {})
+                    body = body if body is not None else b'{"error": "not found"}'
+                else:
+                    status, headers, body = scripted
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    for name, value in headers.items():
+                        self.send_header(name, value)
+                    self.end_headers()
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client (a killed worker) went away
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def calls_to(self, path: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return [call for call in self.calls if call["path"] == path]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -1,0 +1,70 @@
+"""The beat schedule follows settings on migrate, without undoing edits made in the admin."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.core.management import call_command
+from django.test import override_settings
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+from crypto.selectors import schedule_interval_seconds
+from crypto.services.schedules import schedules_sync
+
+pytestmark = pytest.mark.django_db
+
+
+def interval_of(source: str) -> int:
+    task = PeriodicTask.objects.get(name=f"ingest {source}")
+    assert task.interval is not None
+    return task.interval.every
+
+
+def test_migrate_creates_one_periodic_task_per_source_from_settings() -> None:
+    call_command("migrate", verbosity=0)
+    tasks = {t.name: t for t in PeriodicTask.objects.filter(task="tasks.ingest_source")}
+    assert set(tasks) == {"ingest coingecko", "ingest coinpaprika", "ingest csv"}
+    assert json.loads(tasks["ingest csv"].kwargs) == {"source": "csv"}
+    assert (interval_of("coingecko"), interval_of("coinpaprika"), interval_of("csv")) == (300, 600, 900)
+    assert all(t.interval.period == IntervalSchedule.SECONDS for t in tasks.values())
+
+
+def test_syncing_twice_changes_nothing() -> None:
+    schedules_sync()
+    assert schedules_sync() == []
+    assert PeriodicTask.objects.filter(task="tasks.ingest_source").count() == 3
+
+
+def test_an_admin_edit_survives_migrate_while_the_setting_is_unchanged() -> None:
+    schedules_sync()
+    task = PeriodicTask.objects.get(name="ingest coingecko")
+    task.interval, _ = IntervalSchedule.objects.get_or_create(every=45, period=IntervalSchedule.SECONDS)
+    task.enabled = False
+    task.save()
+    call_command("migrate", verbosity=0)
+    task.refresh_from_db()
+    assert (interval_of("coingecko"), task.enabled) == (45, False)
+
+
+def test_a_changed_setting_is_applied_on_the_next_migrate_keeping_enabled_as_set() -> None:
+    schedules_sync()
+    PeriodicTask.objects.filter(name="ingest coinpaprika").update(enabled=False)
+    with override_settings(INGEST_INTERVALS={"coingecko": 300, "coinpaprika": 1200, "csv": 900}):
+        changes = schedules_sync()
+    assert changes == ["ingest coinpaprika: every 1200s (setting changed)"]
+    assert interval_of("coinpaprika") == 1200
+    assert not PeriodicTask.objects.get(name="ingest coinpaprika").enabled
+
+
+def test_a_deleted_periodic_task_is_created_again() -> None:
+    schedules_sync()
+    PeriodicTask.objects.filter(name="ingest csv").delete()
+    assert schedules_sync() == ["ingest csv: created, every 900s"]
+
+
+def test_health_uses_the_interval_beat_uses_and_none_when_disabled() -> None:
+    schedules_sync()
+    PeriodicTask.objects.filter(name="ingest csv").update(enabled=False)
+    assert schedule_interval_seconds(source="coingecko") == 300
+    assert schedule_interval_seconds(source="csv") is None
