@@ -3,7 +3,9 @@
 #
 # PostgreSQL: $DATABASE_URL when set; else the local server on 127.0.0.1:5432 when it answers;
 # else a throwaway cluster started from the installed binaries (installed with apt if missing).
-# It never carries on without a database: the tests that need one must run, not skip.
+# Redis: the distributed tests start private redis-server (and PostgreSQL) instances on free
+# ports, since they stop and restart them; this script makes sure the binaries are installed.
+# It never carries on without them: the tests that need them must run, not skip.
 set -euo pipefail
 
 started=()
@@ -33,16 +35,24 @@ find_pg_bin() {
   return 1
 }
 
+apt_install() {
+  echo "with-services: installing $* with apt-get" >&2
+  if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq "$@" >/dev/null
+  else sudo apt-get update -qq && sudo apt-get install -y -qq "$@" >/dev/null; fi
+}
+
+command -v redis-server >/dev/null || apt_install redis-server
+command -v redis-server >/dev/null || { echo "with-services: redis-server could not be installed" >&2; exit 1; }
+find_pg_bin >/dev/null || apt_install postgresql
+PG_BIN=$(find_pg_bin) || { echo "with-services: PostgreSQL could not be installed" >&2; exit 1; }
+export PG_BIN
+# The test process itself runs in embedded mode; tests that need a broker start their own.
+unset REDIS_URL
+
 if [ -z "${DATABASE_URL:-}" ]; then
   if command -v pg_isready >/dev/null && pg_isready -q -h 127.0.0.1 -p 5432; then
     export DATABASE_URL="postgres://postgres@127.0.0.1:5432/kasparro"
   else
-    if ! PG_BIN=$(find_pg_bin); then
-      echo "with-services: no PostgreSQL binaries; installing them with apt-get" >&2
-      if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq postgresql >/dev/null
-      else sudo apt-get update -qq && sudo apt-get install -y -qq postgresql >/dev/null; fi
-      PG_BIN=$(find_pg_bin) || { echo "with-services: PostgreSQL could not be installed" >&2; exit 1; }
-    fi
     dir=$(mktemp -d /tmp/kasparro-pg.XXXXXX)
     started+=("$dir")
     [ "$(id -u)" = 0 ] && chown postgres "$dir"
@@ -54,6 +64,5 @@ if [ -z "${DATABASE_URL:-}" ]; then
     export DATABASE_URL="postgres://postgres@127.0.0.1:$port/kasparro"
   fi
 fi
-export PG_BIN="${PG_BIN:-$(find_pg_bin || true)}"
 
 "$@"
