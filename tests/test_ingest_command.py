@@ -68,6 +68,7 @@ def test_fallback_file_is_loaded_when_the_live_fetch_fails_and_says_so(http: res
     ]
 
 
+@pytest.mark.django_db(transaction=True)  # the subprocess commits: flush its rows afterwards
 def test_exit_status_of_the_real_command() -> None:
     env = {**os.environ, "COINPAPRIKA_BASE_URL": "http://127.0.0.1:9/v1", "HTTP_MAX_ATTEMPTS": "1"}
     from django.db import connection
