@@ -82,3 +82,11 @@ def mock_paprika(http: responses.RequestsMock, body: bytes | None = None, status
         status=status,
         content_type="application/json",
     )
+
+
+def database_url(settings_dict: dict) -> str:
+    password = f":{settings_dict['PASSWORD']}" if settings_dict.get("PASSWORD") else ""
+    return (
+        f"postgres://{settings_dict['USER']}{password}@{settings_dict['HOST']}:{settings_dict['PORT']}/"
+        f"{settings_dict['NAME']}"
+    )

@@ -13,7 +13,7 @@ import responses
 from django.core.management import CommandError, call_command
 
 from crypto.models import IngestionRun, RawCryptoData
-from tests.conftest import FIXTURES, PAPRIKA, UPSTREAM, mock_gecko_two_pages, mock_paprika
+from tests.conftest import FIXTURES, PAPRIKA, UPSTREAM, database_url, mock_gecko_two_pages, mock_paprika
 
 pytestmark = pytest.mark.django_db
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,7 +73,7 @@ def test_exit_status_of_the_real_command() -> None:
     env = {**os.environ, "COINPAPRIKA_BASE_URL": "http://127.0.0.1:9/v1", "HTTP_MAX_ATTEMPTS": "1"}
     from django.db import connection
 
-    env["DATABASE_URL"] = _url_of(connection.settings_dict)
+    env["DATABASE_URL"] = database_url(connection.settings_dict)
     ok = subprocess.run(
         [sys.executable, "manage.py", "ingest", "--source", "coinpaprika", "--file", str(UPSTREAM / PAPRIKA)],
         cwd=ROOT,
@@ -94,7 +94,3 @@ def test_exit_status_of_the_real_command() -> None:
     assert failed.returncode == 1
     assert "coinpaprika failed" in failed.stderr and "connection to 127.0.0.1 refused" in failed.stderr
     assert "Traceback" not in failed.stderr
-
-
-def _url_of(db: dict) -> str:
-    return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"

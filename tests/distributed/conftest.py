@@ -10,7 +10,7 @@ import pytest
 from celery import Celery
 from django.db import connection
 
-from tests.conftest import FIXTURES, GECKO_PAGE, GECKO_SMALL, PAPRIKA, upstream_bytes
+from tests.conftest import FIXTURES, GECKO_PAGE, GECKO_SMALL, PAPRIKA, database_url, upstream_bytes
 from tests.processes import CeleryProcess, RedisServer, StubUpstream
 
 GECKO_PATH, PAPRIKA_PATH = "/api/v3/coins/markets", "/v1/tickers"
@@ -37,14 +37,6 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     server.start()
     yield server
     server.stop()
-
-
-def database_url(settings_dict: dict) -> str:
-    password = f":{settings_dict['PASSWORD']}" if settings_dict.get("PASSWORD") else ""
-    return (
-        f"postgres://{settings_dict['USER']}{password}@{settings_dict['HOST']}:{settings_dict['PORT']}/"
-        f"{settings_dict['NAME']}"
-    )
 
 
 @pytest.fixture
