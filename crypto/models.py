@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.db import models
+from django.db.models import F
 
 
 class Source(models.TextChoices):
@@ -18,6 +19,12 @@ class IngestionRun(models.Model):
         ADMIN = "admin", "admin action"
         API = "api", "API request"
         FILE = "file", "saved file"
+
+    class ErrorKind(models.TextChoices):
+        NONE = "", "no error"
+        # Worth retrying later (throttled, upstream or database away); permanent: fix something first.
+        TRANSIENT = "transient"
+        PERMANENT = "permanent"
 
     class Status(models.TextChoices):
         RUNNING = "running"
@@ -41,12 +48,7 @@ class IngestionRun(models.Model):
     problems = models.JSONField(default=list, blank=True)
     error = models.TextField(blank=True, default="")
     # transient: worth retrying later (throttled, upstream down); permanent: fix something first.
-    error_kind = models.CharField(
-        max_length=10,
-        blank=True,
-        default="",
-        choices=[("transient", "transient"), ("permanent", "permanent")],
-    )
+    error_kind = models.CharField(max_length=10, blank=True, default="", choices=ErrorKind.choices)
     # Set by the task when it will try this run's work again (a transient failure).
     retry_scheduled = models.BooleanField(default=False)
     bodies: models.ManyToManyField[RawCryptoData, RunBody] = models.ManyToManyField(
@@ -59,6 +61,8 @@ class IngestionRun(models.Model):
         indexes = [
             models.Index(fields=["source", "status", "-started_at"], name="run_source_status_started"),
             models.Index(fields=["source", "-started_at"], name="run_source_started"),
+            models.Index(fields=["-started_at", "-id"], name="run_started_id"),
+            models.Index(fields=["task_id"], name="run_task_id"),
         ]
 
     # Seconds the upstream asked us to wait after a transient failure; for the caller, not stored.
@@ -103,7 +107,10 @@ class RawCryptoData(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["source", "content_hash"], name="raw_unique_source_content"),
         ]
-        indexes = [models.Index(fields=["source", "-fetched_at"], name="raw_source_fetched")]
+        indexes = [
+            models.Index(fields=["source", "-fetched_at"], name="raw_source_fetched"),
+            models.Index(fields=["-fetched_at", "-id"], name="raw_fetched_id"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.source} body #{self.pk} ({self.record_count} records)"
@@ -194,7 +201,13 @@ class MarketQuote(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["asset", "last_updated"], name="quote_unique_asset_last_updated"),
         ]
-        indexes = [models.Index(fields=["source", "-last_updated"], name="quote_source_last_updated")]
+        indexes = [
+            # Keyset pages (crypto/api/pagination.py): each ordering has an index on (value, id).
+            models.Index(F("last_updated").desc(), F("id").desc(), name="quote_last_updated_id"),
+            models.Index(F("source"), F("last_updated").desc(), F("id").desc(), name="quote_source_updated_id"),
+            # The market cap orderings' indexes (NULLS LAST) exist on PostgreSQL only, made by
+            # migration 0003: SQLite cannot index NULLS LAST.
+        ]
 
     def __str__(self) -> str:
         return f"{self.asset} @ {self.last_updated:%Y-%m-%d %H:%M:%S}"
@@ -212,3 +225,21 @@ class SourceSchedule(models.Model):
 
     def __str__(self) -> str:
         return f"{self.source} every {self.applied_interval_seconds}s (from settings)"
+
+
+class SourceTotals(models.Model):
+    """Running totals of the raw table per source, kept by the same transaction that stores a body,
+    so /stats reads one small row per source however large the raw table grows."""
+
+    source = models.CharField(max_length=16, choices=Source.choices, unique=True)
+    raw_rows = models.PositiveBigIntegerField(default=0)
+    records = models.PositiveBigIntegerField(default=0)
+    first_fetched_at = models.DateTimeField(null=True, blank=True)
+    last_fetched_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "source_totals"
+        verbose_name_plural = "source totals"
+
+    def __str__(self) -> str:
+        return f"{self.source}: {self.raw_rows} bodies, {self.records} records"

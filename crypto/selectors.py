@@ -10,11 +10,11 @@ from typing import Any, cast
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
-from django.db.models import Count, Exists, Max, Min, OuterRef, Sum
+from django.db.models import Count, Exists, OuterRef
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
-from crypto.models import IngestionRun, RawCryptoData, RunBody, Source
+from crypto.models import IngestionRun, RawCryptoData, RunBody, Source, SourceTotals
 from crypto.services.schedules import periodic_task_name
 from crypto.sources import source_get
 
@@ -114,25 +114,20 @@ def _cache_usable() -> bool:
 
 
 def stats_summary() -> dict[str, Any]:
-    raw = {
-        row["source"]: row
-        for row in RawCryptoData.objects.values("source")
-        .order_by()
-        .annotate(
-            raw_rows=Count("id"),
-            records=Sum("record_count"),
-            first_fetched_at=Min("fetched_at"),
-            last_fetched_at=Max("fetched_at"),
-        )
+    """Per-source aggregates from the running totals (one small row per source) and the run
+    counts (an index-only count over the runs table), whatever the size of the data tables."""
+    raw: dict[str, dict[str, Any]] = {
+        row["source"]: dict(row)
+        for row in SourceTotals.objects.values("source", "raw_rows", "records", "first_fetched_at", "last_fetched_at")
     }
     run_counts: dict[str, dict[str, int]] = {}
     for row in IngestionRun.objects.values("source", "status").order_by().annotate(n=Count("id")):
         run_counts.setdefault(row["source"], {})[row["status"]] = row["n"]
 
-    sources = {}
+    sources: dict[str, dict[str, Any]] = {}
     for source in Source.values:
         counts = {status: run_counts.get(source, {}).get(status, 0) for status in IngestionRun.Status.values}
-        stored = raw.get(source, {})
+        stored: dict[str, Any] = raw.get(source, {})
         sources[source] = {
             "datasets": counts[IngestionRun.Status.SUCCEEDED],
             "raw_rows": stored.get("raw_rows", 0),
@@ -221,9 +216,7 @@ def task_runs_wait(*, task_ids: list[str], timeout: float, poll: float = 0.5) ->
 
 def schedule_interval_seconds(*, source: str) -> int | None:
     """The interval beat uses now (the admin may have edited it); None when it is disabled."""
-    task = (
-        PeriodicTask.objects.filter(name=periodic_task_name(source=source)).select_related("interval").first()
-    )
+    task = PeriodicTask.objects.filter(name=periodic_task_name(source=source)).select_related("interval").first()
     if task is None:
         return settings.INGEST_INTERVALS[source]
     if not task.enabled or task.interval is None:

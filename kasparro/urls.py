@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.http import HttpRequest, JsonResponse
 from django.urls import include, path
 
 urlpatterns = [
@@ -6,5 +7,12 @@ urlpatterns = [
     path("", include("crypto.api.urls")),
 ]
 
-# JSON, not an HTML page, when something unexpected breaks (no traceback reaches a client).
+
+def not_found(request: HttpRequest, exception: Exception) -> JsonResponse:
+    return JsonResponse({"detail": "Not found."}, status=404)
+
+
+# JSON in the one error shape, not an HTML page, for paths that match nothing and for crashes
+# (no traceback reaches a client).
+handler404 = not_found
 handler500 = "rest_framework.exceptions.server_error"

@@ -54,9 +54,7 @@ def paprika_url() -> str:
     return settings.COINPAPRIKA_BASE_URL + "/tickers"
 
 
-def mock_gecko_page(
-    http: responses.RequestsMock, page: int, body: bytes, status: int = 200, **kwargs: object
-) -> None:
+def mock_gecko_page(http: responses.RequestsMock, page: int, body: bytes, status: int = 200, **kwargs: object) -> None:
     http.add(
         responses.GET,
         gecko_url(),

@@ -118,9 +118,7 @@ class PostgresServer:
     def init(self) -> None:
         if os.geteuid() == 0:
             shutil.chown(self.dir, "postgres")
-        self._as_postgres(
-            str(self.bin / "initdb"), "-D", str(self.dir / "data"), "-U", "postgres", "-A", "trust"
-        )
+        self._as_postgres(str(self.bin / "initdb"), "-D", str(self.dir / "data"), "-U", "postgres", "-A", "trust")
         self.start()
 
     def start(self) -> None:

@@ -24,9 +24,7 @@ def test_admin_needs_a_staff_login(client: Client) -> None:
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
 
 
-def test_raw_bodies_list_filters_and_pretty_prints_the_body(
-    admin_client: Client, ingested: IngestionRun
-) -> None:
+def test_raw_bodies_list_filters_and_pretty_prints_the_body(admin_client: Client, ingested: IngestionRun) -> None:
     listing = admin_client.get("/admin/crypto/rawcryptodata/?source=coingecko")
     assert listing.status_code == 200 and b"250" in listing.content
     raw = RawCryptoData.objects.order_by("position").first()

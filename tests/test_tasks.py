@@ -27,9 +27,7 @@ def test_retry_delay_grows_honours_retry_after_and_never_passes_the_cap() -> Non
 
 def test_visibility_timeout_outlasts_the_longest_task_and_retry_delay(settings) -> None:
     transport = settings.CELERY_BROKER_TRANSPORT_OPTIONS
-    assert (
-        transport["visibility_timeout"] > settings.CELERY_TASK_TIME_LIMIT + settings.INGEST_RETRY_BACKOFF_CAP
-    )
+    assert transport["visibility_timeout"] > settings.CELERY_TASK_TIME_LIMIT + settings.INGEST_RETRY_BACKOFF_CAP
     assert settings.CELERY_TASK_SOFT_TIME_LIMIT < settings.CELERY_TASK_TIME_LIMIT
     assert (settings.CELERY_TASK_ACKS_LATE, settings.CELERY_TASK_REJECT_ON_WORKER_LOST) == (True, True)
     assert settings.CELERY_WORKER_PREFETCH_MULTIPLIER == 1

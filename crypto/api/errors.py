@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.db import DatabaseError
+from django.db import DatabaseError, DataError
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
@@ -15,6 +15,12 @@ logger = logging.getLogger(__name__)
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, DataError):
+        # A value the database cannot hold or compare (out of range): the request's fault.
+        logger.warning("query parameter out of range: %s", str(exc).strip().splitlines()[0])
+        return Response(
+            {"detail": "A query parameter is out of range for the data."}, status=status.HTTP_400_BAD_REQUEST
+        )
     if isinstance(exc, DatabaseError):
         logger.error("database unavailable while answering a request", exc_info=exc)
         return Response(

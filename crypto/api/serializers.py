@@ -1,8 +1,31 @@
+"""Shapes of the API's answers. Times are ISO 8601 in UTC (`...Z`); decimal values are strings of
+the exact stored number without trailing zeros (`"29427.918932650417"`), never floats."""
+
 from __future__ import annotations
 
+from decimal import Decimal
+from typing import Any
+
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from crypto.models import Source
+from crypto.models import Asset, IngestionRun, MarketQuote, RawCryptoData, Source
+
+
+class PlainDecimalField(serializers.DecimalField):
+    def to_representation(self, value: Any) -> str:
+        number = Decimal(value)
+        text = format(number.normalize(), "f")
+        return "0" if text in {"-0", ""} else text
+
+
+def _decimal(**kwargs: Any) -> PlainDecimalField:
+    return PlainDecimalField(max_digits=48, decimal_places=24, read_only=True, allow_null=True, **kwargs)
+
+
+class ErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+    errors = serializers.DictField(child=serializers.ListField(child=serializers.CharField()), required=False)  # type: ignore[assignment]  # a field, not Serializer's attribute of this name
 
 
 class DataQuerySerializer(serializers.Serializer):
@@ -14,3 +37,120 @@ class DataQuerySerializer(serializers.Serializer):
         default=100,
         help_text="records of the dataset to return (data_count counts all)",
     )
+
+
+class QuoteSerializer(serializers.ModelSerializer):
+    upstream_id = serializers.CharField(source="asset.upstream_id", read_only=True)
+    symbol = serializers.CharField(source="asset.symbol", read_only=True)
+    name = serializers.CharField(source="asset.name", read_only=True)
+    price_usd = _decimal()
+    market_cap_usd = _decimal()
+    volume_24h_usd = _decimal()
+    circulating_supply = _decimal()
+    total_supply = _decimal()
+    max_supply = _decimal()
+    price_change_24h_usd = _decimal(help_text="USD amount (CoinGecko only; CoinPaprika gives a percent)")
+    price_change_pct_24h = _decimal()
+    market_cap_change_pct_24h = _decimal()
+
+    class Meta:
+        model = MarketQuote
+        fields = [
+            "id",
+            "source",
+            "asset",
+            "upstream_id",
+            "symbol",
+            "name",
+            "last_updated",
+            "price_usd",
+            "market_cap_usd",
+            "volume_24h_usd",
+            "market_cap_rank",
+            "circulating_supply",
+            "total_supply",
+            "max_supply",
+            "price_change_24h_usd",
+            "price_change_pct_24h",
+            "market_cap_change_pct_24h",
+            "raw",
+            "ingested_at",
+        ]
+        read_only_fields = fields
+
+
+class LatestQuoteSerializer(QuoteSerializer):
+    class Meta(QuoteSerializer.Meta):
+        fields = [f for f in QuoteSerializer.Meta.fields if f not in {"upstream_id", "symbol", "name", "asset"}]
+        read_only_fields = fields
+
+
+class AssetSerializer(serializers.ModelSerializer):
+    latest_quote = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Asset
+        fields = [
+            "id",
+            "source",
+            "upstream_id",
+            "symbol",
+            "name",
+            "first_seen_at",
+            "updated_at",
+            "latest_quote",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(LatestQuoteSerializer(allow_null=True))
+    def get_latest_quote(self, asset: Asset) -> dict[str, Any] | None:
+        # The view looks the latest quotes up for the whole page at once.
+        quote = self.context.get("latest_quotes", {}).get(asset.pk)
+        return LatestQuoteSerializer(quote).data if quote is not None else None
+
+
+class RunSerializer(serializers.ModelSerializer):
+    duration_seconds = serializers.FloatField(read_only=True, allow_null=True)
+    problems = serializers.ListField(
+        child=serializers.CharField(),
+        read_only=True,
+        help_text="The first rejected records with their reasons.",
+    )
+
+    class Meta:
+        model = IngestionRun
+        fields = [
+            "id",
+            "source",
+            "trigger",
+            "status",
+            "started_at",
+            "finished_at",
+            "duration_seconds",
+            "task_id",
+            "records_fetched",
+            "raw_stored",
+            "raw_duplicates",
+            "rows_upserted",
+            "records_rejected",
+            "problems",
+            "error",
+            "error_kind",
+            "retry_scheduled",
+        ]
+        read_only_fields = fields
+
+
+class RawListSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = RawCryptoData
+        fields = ["id", "source", "fetched_at", "record_count", "content_hash", "request", "position", "run"]
+        read_only_fields = fields
+
+
+class RawDetailSerializer(RawListSerializer):
+    data = serializers.JSONField(read_only=True, help_text="The upstream response body, as received.")  # type: ignore[assignment]  # a field, not Serializer's attribute of this name
+
+    class Meta(RawListSerializer.Meta):
+        fields = [*RawListSerializer.Meta.fields, "data"]
+        read_only_fields = fields

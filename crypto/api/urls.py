@@ -1,10 +1,22 @@
-from django.urls import re_path
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import DefaultRouter
 
+from crypto.api.data_views import AssetViewSet, QuoteViewSet, RawViewSet, RunViewSet
 from crypto.api.views import DataViewSet, HealthViewSet, StatsViewSet
+
+router = DefaultRouter()
+router.register("quotes", QuoteViewSet, basename="quote")
+router.register("assets", AssetViewSet, basename="asset")
+router.register("runs", RunViewSet, basename="run")
+router.register("raw", RawViewSet, basename="raw")
 
 # Each answers with or without a trailing slash, and never redirects: scripts call `/health`.
 urlpatterns = [
-    re_path(r"^health/?$", HealthViewSet.as_view({"get": "list"}), name="health"),
-    re_path(r"^data/?$", DataViewSet.as_view({"get": "list"}), name="data"),
-    re_path(r"^stats/?$", StatsViewSet.as_view({"get": "list"}), name="stats"),
+    re_path(r"^health/?$", HealthViewSet.as_view({"get": "retrieve"}), name="health"),
+    re_path(r"^data/?$", DataViewSet.as_view({"get": "retrieve"}), name="data"),
+    re_path(r"^stats/?$", StatsViewSet.as_view({"get": "retrieve"}), name="stats"),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("api/", include(router.urls)),
 ]

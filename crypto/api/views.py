@@ -4,23 +4,26 @@ from __future__ import annotations
 
 from django.db import DatabaseError
 from django.utils import timezone
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import status, viewsets
 from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from crypto import selectors
-from crypto.api.serializers import DataQuerySerializer
+from crypto.api.schemas import DatasetSerializer, HealthErrorSerializer, HealthSerializer, StatsSerializer
+from crypto.api.serializers import DataQuerySerializer, ErrorSerializer
 from crypto.models import IngestionRun
 
 
+@extend_schema_view(retrieve=extend_schema(responses={200: HealthSerializer, 503: HealthErrorSerializer}))
 class HealthViewSet(viewsets.ViewSet):
     """Is the service alive: database reachability and per-source freshness.
 
     `status` is `ok`; `degraded` when a source's latest run failed, a scheduled source is stale, or
     the broker is down; `error` (HTTP 503) when the database is unreachable."""
 
-    def list(self, request: Request) -> Response:
+    def retrieve(self, request: Request) -> Response:
         now = timezone.now()
         try:
             latency_ms = selectors.database_ping()
@@ -51,6 +54,12 @@ class HealthViewSet(viewsets.ViewSet):
         )
 
 
+@extend_schema_view(
+    retrieve=extend_schema(
+        parameters=[DataQuerySerializer],
+        responses={200: DatasetSerializer, 400: ErrorSerializer, 404: ErrorSerializer},
+    )
+)
 class DataViewSet(viewsets.ViewSet):
     """The latest successfully ingested dataset: everything one successful run fetched from one
     source (all CoinGecko pages of that run), with its records as the upstream sent them.
@@ -58,7 +67,7 @@ class DataViewSet(viewsets.ViewSet):
     `?source=coingecko|coinpaprika|csv` picks a source; `?limit=` caps the records returned
     (`data_count` always counts all of them)."""
 
-    def list(self, request: Request) -> Response:
+    def retrieve(self, request: Request) -> Response:
         query = DataQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         source = query.validated_data.get("source")
@@ -81,9 +90,10 @@ class DataViewSet(viewsets.ViewSet):
         )
 
 
+@extend_schema_view(retrieve=extend_schema(responses={200: StatsSerializer}))
 class StatsViewSet(viewsets.ViewSet):
     """Per source: datasets, stored bodies and records, first/last fetch, runs by status, and the
     last run with its duration and error. Aggregated in the database."""
 
-    def list(self, request: Request) -> Response:
+    def retrieve(self, request: Request) -> Response:
         return Response(selectors.stats_summary())

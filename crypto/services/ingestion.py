@@ -66,9 +66,7 @@ def fetch_context_build(*, source: str, client: HttpClient | None = None) -> Fet
             per_page=settings.COINGECKO_PER_PAGE,
         )
     if source == "coinpaprika":
-        return FetchContext(
-            client=client, base_url=settings.COINPAPRIKA_BASE_URL, api_key=settings.COINPAPRIKA_API_KEY
-        )
+        return FetchContext(client=client, base_url=settings.COINPAPRIKA_BASE_URL, api_key=settings.COINPAPRIKA_API_KEY)
     return FetchContext(client=client, path=settings.CSV_SOURCE_PATH, chunk_rows=settings.CSV_CHUNK_ROWS)
 
 
@@ -94,9 +92,7 @@ def ingestion_run(
     try:
         with transaction.atomic():
             if not advisory_xact_lock_try(name=f"ingest:{source}"):
-                raise AlreadyRunning(
-                    f"{source} is already being ingested by another run; this one wrote nothing"
-                )
+                raise AlreadyRunning(f"{source} is already being ingested by another run; this one wrote nothing")
             _abandoned_runs_close(source=source, current=run)
             bodies: Iterator[Body] = (
                 module.read_file(path=file)
@@ -149,9 +145,7 @@ def _body_ingest(*, run: IngestionRun, module: object, body: Body, say: Progress
         return
     run.raw_stored += 1
     parsed = module.parse(data=body.data)  # type: ignore[attr-defined]
-    upserted = records_upsert(
-        source=run.source, records=parsed.records, raw=stored.raw, default_time=body.fetched_at
-    )
+    upserted = records_upsert(source=run.source, records=parsed.records, raw=stored.raw, default_time=body.fetched_at)
     run.rows_upserted += upserted
     run.records_rejected += len(parsed.problems)
     room = PROBLEMS_KEPT - len(run.problems)
@@ -166,9 +160,7 @@ def _body_ingest(*, run: IngestionRun, module: object, body: Body, say: Progress
 def _abandoned_runs_close(*, source: str, current: IngestionRun) -> None:
     """Runs still `running` while we hold the source's lock cannot be running: their process died
     (a killed worker, a lost database connection). Close them so the record tells the truth."""
-    IngestionRun.objects.filter(source=source, status=IngestionRun.Status.RUNNING).exclude(
-        pk=current.pk
-    ).update(
+    IngestionRun.objects.filter(source=source, status=IngestionRun.Status.RUNNING).exclude(pk=current.pk).update(
         status=IngestionRun.Status.FAILED,
         error_kind="transient",
         error="abandoned: its process stopped before the run finished; nothing it fetched was kept",
@@ -200,9 +192,7 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, (SourceError, UpstreamError)):
         return str(exc)
     if isinstance(exc, DatabaseError):
-        return (
-            f"database error: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}"
-        )
+        return f"database error: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}"
     return f"{type(exc).__name__}: {exc}"
 
 

@@ -20,7 +20,5 @@ def advisory_xact_lock_try(*, name: str) -> bool:
     if connection.vendor != "postgresql":
         return True
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pg_try_advisory_xact_lock(%s, %s)", [_NAMESPACE, zlib.crc32(name.encode()) - 2**31]
-        )
+        cursor.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", [_NAMESPACE, zlib.crc32(name.encode()) - 2**31])
         return bool(cursor.fetchone()[0])

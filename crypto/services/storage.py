@@ -8,7 +8,10 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 
-from crypto.models import Asset, IngestionRun, MarketQuote, RawCryptoData, RunBody
+from django.db.models import F, Value
+from django.db.models.functions import Coalesce, Greatest, Least
+
+from crypto.models import Asset, IngestionRun, MarketQuote, RawCryptoData, RunBody, SourceTotals
 from crypto.sources.base import Body, Record, canonical_json
 
 QUOTE_VALUE_FIELDS = [
@@ -51,9 +54,9 @@ def raw_body_store(*, source: str, body: Body, run: IngestionRun) -> StoredBody:
             "run": run,
         },
     )
-    RunBody.objects.get_or_create(
-        run=run, raw=raw, defaults={"position": body.position, "fetched_at": body.fetched_at}
-    )
+    if created:
+        source_totals_add(source=source, records=body.record_count, fetched_at=body.fetched_at)
+    RunBody.objects.get_or_create(run=run, raw=raw, defaults={"position": body.position, "fetched_at": body.fetched_at})
     return StoredBody(raw=raw, created=created)
 
 
@@ -76,18 +79,13 @@ def records_upsert(*, source: str, records: list[Record], raw: RawCryptoData, de
         names[record.upstream_id] = record
 
     Asset.objects.bulk_create(
-        [
-            Asset(source=source, upstream_id=uid, symbol=r.symbol[:100], name=r.name[:300])
-            for uid, r in names.items()
-        ],
+        [Asset(source=source, upstream_id=uid, symbol=r.symbol[:100], name=r.name[:300]) for uid, r in names.items()],
         update_conflicts=True,
         unique_fields=["source", "upstream_id"],
         update_fields=["symbol", "name", "updated_at"],
         batch_size=1000,
     )
-    asset_ids = dict(
-        Asset.objects.filter(source=source, upstream_id__in=list(names)).values_list("upstream_id", "id")
-    )
+    asset_ids = dict(Asset.objects.filter(source=source, upstream_id__in=list(names)).values_list("upstream_id", "id"))
     quotes = [
         MarketQuote(
             asset_id=asset_ids[uid],
@@ -106,3 +104,14 @@ def records_upsert(*, source: str, records: list[Record], raw: RawCryptoData, de
         batch_size=1000,
     )
     return len(quotes)
+
+
+def source_totals_add(*, source: str, records: int, fetched_at: datetime) -> None:
+    """Count a newly stored body in the source's running totals (same transaction as the body)."""
+    totals, _ = SourceTotals.objects.get_or_create(source=source)
+    SourceTotals.objects.filter(pk=totals.pk).update(
+        raw_rows=F("raw_rows") + 1,
+        records=F("records") + records,
+        first_fetched_at=Coalesce(Least("first_fetched_at", Value(fetched_at)), Value(fetched_at)),
+        last_fetched_at=Coalesce(Greatest("last_fetched_at", Value(fetched_at)), Value(fetched_at)),
+    )

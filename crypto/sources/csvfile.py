@@ -153,19 +153,12 @@ def read_file(*, path: str, chunk_rows: int = 5000) -> Iterator[Body]:
 def records_of(*, data: Any) -> list[Any]:
     """Rows as `{"line": n, column: value, ...}`, the way the file had them."""
     header = data.get("header", []) if isinstance(data, dict) else []
-    return [
-        {"line": row.get("line"), **dict(zip(header, row.get("values", []), strict=False))}
-        for row in _rows(data)
-    ]
+    return [{"line": row.get("line"), **dict(zip(header, row.get("values", []), strict=False))} for row in _rows(data)]
 
 
 def _rows(data: Any) -> list[Any]:
-    if not (
-        isinstance(data, dict) and isinstance(data.get("rows"), list) and isinstance(data.get("header"), list)
-    ):
-        raise MalformedBody(
-            f"a stored CSV body should be an object with header and rows, got {describe_json(data)}"
-        )
+    if not (isinstance(data, dict) and isinstance(data.get("rows"), list) and isinstance(data.get("header"), list)):
+        raise MalformedBody(f"a stored CSV body should be an object with header and rows, got {describe_json(data)}")
     return data["rows"]
 
 

@@ -200,9 +200,7 @@ class HttpClient:
             response = self.session.get(url, params=params, headers=headers, timeout=self.timeout)
             content = response.content
         except _TRANSIENT_EXCEPTIONS as exc:
-            raise TransientUpstreamError(
-                f"GET {shown_url}: {redact(_network_reason(exc), secrets)}"
-            ) from None
+            raise TransientUpstreamError(f"GET {shown_url}: {redact(_network_reason(exc), secrets)}") from None
         except requests.RequestException as exc:
             raise PermanentUpstreamError(
                 f"GET {shown_url}: {type(exc).__name__}: {redact(str(exc), secrets)}"
@@ -214,9 +212,7 @@ class HttpClient:
             detail = _error_detail(response, content)
             message = redact(f"GET {shown_url} answered HTTP {status}: {meaning}{detail}", secrets)
             if transient:
-                raise TransientUpstreamError(
-                    message, status=status, retry_after=parse_retry_after(response.headers)
-                )
+                raise TransientUpstreamError(message, status=status, retry_after=parse_retry_after(response.headers))
             raise PermanentUpstreamError(message, status=status)
 
         content_type = response.headers.get("Content-Type", "")
@@ -226,9 +222,7 @@ class HttpClient:
                 if _looks_like_html(content)
                 else (f"content of type {content_type or 'unknown'!r}")
             )
-            raise PermanentUpstreamError(
-                f"GET {shown_url} answered HTTP {status} with {kind}, not JSON", status=status
-            )
+            raise PermanentUpstreamError(f"GET {shown_url} answered HTTP {status} with {kind}, not JSON", status=status)
         try:
             data = json_loads(content)
         except ValueError as exc:
@@ -237,9 +231,7 @@ class HttpClient:
                 f"({len(content)} bytes, {exc}); it may have been cut short",
                 status=status,
             ) from None
-        return JsonResponse(
-            data=data, url=shown_url, status=status, fetched_at=datetime.now(UTC), size=len(content)
-        )
+        return JsonResponse(data=data, url=shown_url, status=status, fetched_at=datetime.now(UTC), size=len(content))
 
 
 def _network_reason(exc: requests.RequestException) -> str:

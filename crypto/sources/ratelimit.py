@@ -58,9 +58,7 @@ class SharedRateLimiter:
                 )
                 error.retry_after = wait
                 raise error
-            logger.info(
-                "rate limit reached, waiting", extra={"upstream": self.name, "wait_s": round(wait, 2)}
-            )
+            logger.info("rate limit reached, waiting", extra={"upstream": self.name, "wait_s": round(wait, 2)})
             self.sleep(wait)
 
 

@@ -43,9 +43,7 @@ def test_health_is_ok_with_database_detail_and_sources(api: Client, http: respon
     assert body["sources"]["coingecko"]["last_success_at"] is None
 
 
-def test_health_is_degraded_when_a_sources_latest_run_failed(
-    api: Client, http: responses.RequestsMock
-) -> None:
+def test_health_is_degraded_when_a_sources_latest_run_failed(api: Client, http: responses.RequestsMock) -> None:
     mock_paprika(http, body=b'{"error": "bad key"}', status=401)
     ingestion_run(source="coinpaprika", trigger="cli")
     response = api.get("/health")
@@ -83,9 +81,7 @@ def test_data_is_404_with_a_clear_detail_when_nothing_was_ingested(api: Client) 
     assert "for source 'csv'" in api.get("/data?source=csv").json()["detail"]
 
 
-def test_data_returns_the_latest_dataset_with_all_pages_of_the_run(
-    api: Client, http: responses.RequestsMock
-) -> None:
+def test_data_returns_the_latest_dataset_with_all_pages_of_the_run(api: Client, http: responses.RequestsMock) -> None:
     mock_gecko_two_pages(http)
     mock_paprika(http)
     gecko = ingestion_run(source="coingecko", trigger="cli")
@@ -103,9 +99,7 @@ def test_data_returns_the_latest_dataset_with_all_pages_of_the_run(
     assert body["fetched_at"].endswith("Z")
 
 
-def test_data_of_an_unchanged_run_is_still_the_whole_dataset(
-    api: Client, http: responses.RequestsMock
-) -> None:
+def test_data_of_an_unchanged_run_is_still_the_whole_dataset(api: Client, http: responses.RequestsMock) -> None:
     mock_gecko_two_pages(http)
     ingestion_run(source="coingecko", trigger="cli")
     again = ingestion_run(source="coingecko", trigger="cli")

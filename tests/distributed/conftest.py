@@ -43,9 +43,7 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 def celery_env(transactional_db: None, stub: StubUpstream, redis_server: RedisServer) -> dict[str, str]:
     """Environment for worker, beat and CLI processes: the test database, a private Redis, the stub
     upstream, and limits short enough for tests (time limits, backoff, visibility timeout)."""
-    env = {
-        key: value for key, value in os.environ.items() if not key.startswith(("COINGECKO_", "COINPAPRIKA_"))
-    }
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("COINGECKO_", "COINPAPRIKA_"))}
     env.update(
         {
             "DJANGO_SETTINGS_MODULE": "kasparro.settings",
@@ -77,11 +75,7 @@ def processes(transactional_db: None, tmp_path: Path) -> Iterator[Callable[..., 
     started: list[CeleryProcess] = []
 
     def start(kind: str, env: dict[str, str], name: str, *args: str, ready: bool = True) -> CeleryProcess:
-        extra = (
-            ["-c", "1", "-n", f"{name}@%h", "--without-gossip", "--without-mingle"]
-            if kind == "worker"
-            else []
-        )
+        extra = ["-c", "1", "-n", f"{name}@%h", "--without-gossip", "--without-mingle"] if kind == "worker" else []
         process = CeleryProcess(kind, env, tmp_path / f"{name}.log", *extra, *args)
         started.append(process)
         if ready:

@@ -40,9 +40,7 @@ def test_beat_dispatches_every_source_to_a_worker_and_a_second_beat_stands_by(
     second = processes("beat", celery_env, "beat2")
 
     wait_for(
-        lambda: (
-            {"coingecko", "coinpaprika", "csv"} <= set(RawCryptoData.objects.values_list("source", flat=True))
-        ),
+        lambda: {"coingecko", "coinpaprika", "csv"} <= set(RawCryptoData.objects.values_list("source", flat=True)),
         timeout=60,
         what="rows from every source",
     )
@@ -181,9 +179,7 @@ def test_a_secret_key_appears_in_no_log_line_and_no_task_message(
         stderr=subprocess.STDOUT,
         text=True,
     )
-    message = wait_for(
-        lambda: redis_server.cli("LRANGE", "celery", "0", "-1"), timeout=30, what="the task message"
-    )
+    message = wait_for(lambda: redis_server.cli("LRANGE", "celery", "0", "-1"), timeout=30, what="the task message")
     assert "tasks.ingest_source" in message and "coingecko" in message
     assert secret not in message
 

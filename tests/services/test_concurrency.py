@@ -62,9 +62,7 @@ def test_runs_of_different_sources_do_not_block_each_other(http: responses.Reque
         return 200, {"Content-Type": "application/json"}, upstream_bytes(PAPRIKA)
 
     http.add_callback(responses.GET, paprika_url(), callback=slow_upstream)
-    thread = threading.Thread(
-        target=lambda: (ingestion_run(source="coinpaprika", trigger="task"), connection.close())
-    )
+    thread = threading.Thread(target=lambda: (ingestion_run(source="coinpaprika", trigger="task"), connection.close()))
     thread.start()
     csv_run = ingestion_run(source="csv", trigger="cli")
     release.set()

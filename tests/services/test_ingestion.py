@@ -102,9 +102,7 @@ def test_a_changed_body_adds_a_raw_row_and_new_observations(http: responses.Requ
     assert isinstance(data, list)
     data[0]["last_updated"] = "2023-08-11T08:14:18Z"
     data[0]["quotes"]["USD"]["price"] = 29500.5
-    http.replace(
-        responses.GET, http.registered()[0].url, body=orjson.dumps(data), content_type="application/json"
-    )
+    http.replace(responses.GET, http.registered()[0].url, body=orjson.dumps(data), content_type="application/json")
     run = ingestion_run(source="coinpaprika", trigger="cli")
     assert run.raw_stored == 1
     assert RawCryptoData.objects.count() == 2
@@ -114,9 +112,7 @@ def test_a_changed_body_adds_a_raw_row_and_new_observations(http: responses.Requ
     assert MarketQuote.objects.count() == 2501
 
 
-def test_same_content_formatted_differently_is_not_stored_twice(
-    http: responses.RequestsMock, tmp_path
-) -> None:
+def test_same_content_formatted_differently_is_not_stored_twice(http: responses.RequestsMock, tmp_path) -> None:
     mock_paprika(http)
     ingestion_run(source="coinpaprika", trigger="cli")
     indented = tmp_path / "tickers.json"
@@ -210,9 +206,7 @@ def test_truncated_or_html_bodies_fail_the_run_cleanly(http: responses.RequestsM
     assert RawCryptoData.objects.count() == 0
 
 
-def test_api_key_goes_in_the_header_and_nowhere_in_the_database(
-    http: responses.RequestsMock, settings: object
-) -> None:
+def test_api_key_goes_in_the_header_and_nowhere_in_the_database(http: responses.RequestsMock, settings: object) -> None:
     secret = "CG-demo-key-abc123"
     settings.COINGECKO_API_KEY = secret  # type: ignore[attr-defined]
     settings.COINPAPRIKA_API_KEY = secret + "p"  # type: ignore[attr-defined]
@@ -282,3 +276,30 @@ def test_saved_error_body_given_as_a_file_fails_clearly(tmp_path) -> None:
     assert run.error == (
         "CoinGecko /coins/markets should answer a JSON list of markets, got a JSON object with keys [status]"
     )
+
+
+def test_source_totals_always_equal_the_raw_table(http: responses.RequestsMock, settings: object) -> None:
+    from django.db.models import Count, Max, Min, Sum
+
+    from crypto.models import SourceTotals
+
+    settings.CSV_SOURCE_PATH = str(UPSTREAM.parent / "csv" / "simple_markets.csv")  # type: ignore[attr-defined]
+    mock_gecko_two_pages(http)
+    mock_paprika(http)
+    for source in ("coingecko", "coinpaprika", "csv", "coingecko"):
+        ingestion_run(source=source, trigger="cli")
+    http.replace(
+        responses.GET, http.registered()[2].url, body=b'{"error": "x"}', status=401, content_type="application/json"
+    )
+    ingestion_run(source="coinpaprika", trigger="cli")  # failed: rolled back, totals too
+    expected = {
+        row["source"]: (row["n"], row["records"], row["first"], row["last"])
+        for row in RawCryptoData.objects.values("source")
+        .order_by()
+        .annotate(n=Count("id"), records=Sum("record_count"), first=Min("fetched_at"), last=Max("fetched_at"))
+    }
+    totals = {
+        t.source: (t.raw_rows, t.records, t.first_fetched_at, t.last_fetched_at) for t in SourceTotals.objects.all()
+    }
+    assert totals == expected
+    assert totals["coingecko"][:2] == (2, 350)

@@ -82,9 +82,7 @@ def test_backoff_is_exponential_with_full_jitter_and_capped(
     assert len({round(client.backoff(3), 6) for _ in range(20)}) > 1, "delays are jittered"
 
 
-def test_retry_after_seconds_is_honoured(
-    http: responses.RequestsMock, client: HttpClient, sleeps: Sleeps
-) -> None:
+def test_retry_after_seconds_is_honoured(http: responses.RequestsMock, client: HttpClient, sleeps: Sleeps) -> None:
     http.add(responses.GET, URL, status=429, json={"error": "too many"}, headers={"Retry-After": "7"})
     http.add(responses.GET, URL, json=[])
     client.get_json(URL)
@@ -108,9 +106,7 @@ def test_retry_after_beyond_the_cap_fails_as_transient_without_sleeping(
     http: responses.RequestsMock, client: HttpClient, sleeps: Sleeps
 ) -> None:
     http.add(responses.GET, URL, status=429, headers={"Retry-After": "3600"})
-    with pytest.raises(
-        TransientUpstreamError, match="asked to wait 3600s, longer than HTTP_RETRY_AFTER_CAP=30s"
-    ):
+    with pytest.raises(TransientUpstreamError, match="asked to wait 3600s, longer than HTTP_RETRY_AFTER_CAP=30s"):
         client.get_json(URL)
     assert sleeps == []
 
@@ -145,9 +141,7 @@ def test_html_from_a_cdn_is_refused_before_parsing(http: responses.RequestsMock,
         client.get_json(URL)
 
 
-def test_html_429_from_a_cdn_is_still_retried(
-    http: responses.RequestsMock, client: HttpClient, sleeps: Sleeps
-) -> None:
+def test_html_429_from_a_cdn_is_still_retried(http: responses.RequestsMock, client: HttpClient, sleeps: Sleeps) -> None:
     http.add(responses.GET, URL, status=429, body="<html><head></head></html>", content_type="text/html")
     http.add(responses.GET, URL, json=[])
     assert client.get_json(URL).data == []

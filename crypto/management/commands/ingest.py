@@ -72,9 +72,7 @@ class Command(BaseCommand):
             raise CommandError("--wait goes with --async (without it the command already waits)")
         if options["run_async"]:
             if file:
-                raise CommandError(
-                    "--file cannot be combined with --async: the workers may not see this file"
-                )
+                raise CommandError("--file cannot be combined with --async: the workers may not see this file")
             self._summary(self._enqueue(sources, wait=options["wait"], timeout=options["timeout"]))
             return
 
@@ -129,9 +127,7 @@ class Command(BaseCommand):
             )
         failed = [run for run in runs if run.status == IngestionRun.Status.FAILED]
         if failed:
-            raise CommandError(
-                "\n".join(f"{run.source} failed (run #{run.pk}): {run.error}" for run in failed)
-            )
+            raise CommandError("\n".join(f"{run.source} failed (run #{run.pk}): {run.error}" for run in failed))
 
     def _progress(self, message: str) -> None:
         self.stdout.write(f"  {message}")
@@ -143,8 +139,7 @@ class Command(BaseCommand):
             source, sep, path = value.partition("=")
             if not sep or source not in SOURCE_NAMES or not path:
                 raise CommandError(
-                    f"--fallback-file {value!r}: expected SOURCE=PATH with SOURCE one of "
-                    f"{', '.join(SOURCE_NAMES)}"
+                    f"--fallback-file {value!r}: expected SOURCE=PATH with SOURCE one of {', '.join(SOURCE_NAMES)}"
                 )
             fallbacks[source] = path
         return fallbacks

@@ -1,0 +1,90 @@
+"""The data under /api/: normalized quotes, assets, ingestion runs and raw bodies. Read-only;
+filtered with django-filter; paged by keyset so every page costs the same."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import OuterRef, QuerySet, Subquery
+from django_filters.rest_framework import DjangoFilterBackend
+from rest_framework import viewsets
+from rest_framework.serializers import BaseSerializer
+
+from crypto.api.filters import AssetFilter, QuoteFilter, RawFilter, RunFilter
+from crypto.api.pagination import KeysetPagination, orderings
+from crypto.api.serializers import (
+    AssetSerializer,
+    QuoteSerializer,
+    RawDetailSerializer,
+    RawListSerializer,
+    RunSerializer,
+)
+from crypto.models import Asset, IngestionRun, MarketQuote, RawCryptoData
+
+
+class _DataViewSet(viewsets.ReadOnlyModelViewSet):
+    filter_backends = [DjangoFilterBackend]
+    pagination_class = KeysetPagination
+    lookup_value_regex = r"[0-9]{1,18}"  # ids are bigints; anything else is simply not found
+
+
+class QuoteViewSet(_DataViewSet):
+    """Normalized observations: one per asset and upstream `last_updated`, all values in USD."""
+
+    queryset = MarketQuote.objects.select_related("asset")
+    serializer_class = QuoteSerializer
+    filterset_class = QuoteFilter
+    keyset_orderings = orderings("last_updated", "market_cap_usd")
+    keyset_default = "-last_updated"
+
+
+class AssetViewSet(_DataViewSet):
+    """Assets as each source identifies them (keyed on the upstream id), with the latest quote."""
+
+    queryset = Asset.objects.annotate(
+        latest_quote_id=Subquery(
+            MarketQuote.objects.filter(asset=OuterRef("pk")).order_by("-last_updated").values("id")[:1]
+        )
+    )
+    serializer_class = AssetSerializer
+    filterset_class = AssetFilter
+    keyset_orderings = orderings("id")
+    keyset_default = "id"
+
+    def get_serializer(self, *args: Any, **kwargs: Any) -> BaseSerializer:
+        # One query for the latest quotes of the whole page, not one per asset.
+        instance = args[0] if args else None
+        assets = instance if isinstance(instance, list) else [instance] if isinstance(instance, Asset) else []
+        ids = [quote_id for asset in assets if (quote_id := getattr(asset, "latest_quote_id", None))]
+        quotes = MarketQuote.objects.in_bulk(ids) if ids else {}
+        kwargs["context"] = {
+            **self.get_serializer_context(),
+            "latest_quotes": {quote.asset_id: quote for quote in quotes.values()},
+        }
+        return super().get_serializer(*args, **kwargs)
+
+
+class RunViewSet(_DataViewSet):
+    """Ingestion history, newest first: every run of every source, with its counts and error."""
+
+    queryset = IngestionRun.objects.all()
+    serializer_class = RunSerializer
+    filterset_class = RunFilter
+    keyset_orderings = orderings("started_at")
+    keyset_default = "-started_at"
+
+
+class RawViewSet(_DataViewSet):
+    """Stored upstream bodies: listed without their bodies; one row with its body."""
+
+    queryset = RawCryptoData.objects.all()
+    filterset_class = RawFilter
+    keyset_orderings = orderings("fetched_at")
+    keyset_default = "-fetched_at"
+
+    def get_queryset(self) -> QuerySet[RawCryptoData]:
+        queryset = super().get_queryset()
+        return queryset.defer("data") if self.action == "list" else queryset
+
+    def get_serializer_class(self) -> type[BaseSerializer]:
+        return RawListSerializer if self.action == "list" else RawDetailSerializer

@@ -1,0 +1,29 @@
+"""Schema post-processing: document the error answers every operation can give, in the one
+error shape, so the schema is true to what clients actually receive."""
+
+from __future__ import annotations
+
+from typing import Any
+
+ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["detail"],
+    "properties": {
+        "detail": {"type": "string"},
+        "errors": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}},
+    },
+}
+
+
+def error_responses(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
+    schemas = result.setdefault("components", {}).setdefault("schemas", {})
+    schemas.setdefault("Error", ERROR_SCHEMA)
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    for path, operations in result.get("paths", {}).items():
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            if any(p.get("in") == "query" for p in operation.get("parameters", [])):
+                responses.setdefault("400", {"description": "A query parameter is invalid.", "content": error})
+            if "{" in path:
+                responses.setdefault("404", {"description": "No such row.", "content": error})
+    return result

@@ -1,0 +1,86 @@
+"""Response shapes of /health, /data and /stats, for the OpenAPI schema (the views build dicts)."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+
+class DatabaseHealthSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["ok", "down"])
+    latency_ms = serializers.FloatField(required=False)
+    error = serializers.CharField(required=False)
+
+
+class BrokerHealthSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["ok", "down", "not_configured"])
+    workers = serializers.ListField(child=serializers.CharField(), required=False)
+    detail = serializers.CharField(required=False)
+    error = serializers.CharField(required=False)
+
+
+class SourceHealthSerializer(serializers.Serializer):
+    last_success_at = serializers.DateTimeField(allow_null=True)
+    last_run_status = serializers.CharField(allow_null=True)
+    last_error = serializers.CharField(allow_null=True)
+    schedule_seconds = serializers.IntegerField(allow_null=True, help_text="null: not scheduled")
+    stale = serializers.BooleanField(allow_null=True, help_text="null: not scheduled")
+
+
+class HealthSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["ok", "degraded"])
+    time = serializers.DateTimeField()
+    database = DatabaseHealthSerializer()
+    broker = BrokerHealthSerializer()
+    failing_sources = serializers.ListField(child=serializers.CharField())
+    stale_sources = serializers.ListField(child=serializers.CharField())
+    sources = serializers.DictField(child=SourceHealthSerializer())
+
+
+class HealthErrorSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["error"])
+    time = serializers.DateTimeField()
+    database = DatabaseHealthSerializer()
+
+
+class DatasetSerializer(serializers.Serializer):
+    source = serializers.CharField()  # type: ignore[assignment]  # a field, not Serializer's attribute of this name
+    fetched_at = serializers.DateTimeField()
+    data_count = serializers.IntegerField(help_text="records in the whole dataset")
+    run_id = serializers.IntegerField()
+    raw_ids = serializers.ListField(child=serializers.IntegerField())
+    returned = serializers.IntegerField(help_text="records in `data` (at most `limit`)")
+    data = serializers.ListField(child=serializers.JSONField(), help_text="records as the upstream sent them")  # type: ignore[assignment]  # a field, not Serializer's attribute of this name
+
+
+class RunBriefSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    status = serializers.CharField()
+    trigger = serializers.CharField()
+    started_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
+    duration_seconds = serializers.FloatField(allow_null=True)
+    records_fetched = serializers.IntegerField()
+    rows_upserted = serializers.IntegerField()
+    error = serializers.CharField(allow_null=True)
+
+
+class SourceStatsSerializer(serializers.Serializer):
+    datasets = serializers.IntegerField()
+    raw_rows = serializers.IntegerField()
+    records = serializers.IntegerField()
+    first_fetched_at = serializers.DateTimeField(allow_null=True)
+    last_fetched_at = serializers.DateTimeField(allow_null=True)
+    runs = serializers.DictField(child=serializers.IntegerField())
+    last_run = RunBriefSerializer(allow_null=True)
+    last_success = RunBriefSerializer(allow_null=True)
+
+
+class TotalsSerializer(serializers.Serializer):
+    raw_rows = serializers.IntegerField()
+    records = serializers.IntegerField()
+    runs = serializers.IntegerField()
+
+
+class StatsSerializer(serializers.Serializer):
+    sources = serializers.DictField(child=SourceStatsSerializer())
+    totals = TotalsSerializer()
