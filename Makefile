@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 BUNDLED := tests/fixtures/upstream
 export CSV_SOURCE_PATH ?= $(BUNDLED)/coingecko_markets_csv_Global-rd.csv
 
-.PHONY: run test lint format install install-dev clean
+.PHONY: run test bench lint format install install-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ run: install
 
 test: install-dev
 	scripts/with-services.sh $(BIN)/pytest
+
+# Benchmarks print ratios measured in one run (see bench/); they need PostgreSQL, like the tests.
+bench: install-dev
+	scripts/with-services.sh $(BIN)/python bench/api_bench.py --verbose
 
 lint: install-dev
 	$(BIN)/ruff check .

@@ -10,7 +10,8 @@ from typing import Any, cast
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
-from django.db.models import Count, Exists, OuterRef
+from django.db.models import Count, Exists, JSONField, OuterRef
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
@@ -148,6 +149,33 @@ def stats_summary() -> dict[str, Any]:
     }
 
 
+def _records_slice(*, raw_id: int, path: str, count: int) -> tuple[list[Any], Any]:
+    """The first `count` records of a stored body, and its CSV header if it has one.
+
+    On PostgreSQL the slice is cut in the database (a JSON path), so a 2 MB body is not shipped
+    to Python and parsed to show a hundred records.
+    """
+    rows = RawCryptoData.objects.filter(pk=raw_id)
+    if connection.vendor == "postgresql":
+        items, header = (
+            rows.annotate(
+                part=RawSQL(
+                    "jsonb_path_query_array(data, %s)", [f"{path}[0 to {count - 1}]"], output_field=JSONField()
+                ),
+                head=RawSQL("data -> 'header'", [], output_field=JSONField()),
+            )
+            .values_list("part", "head")
+            .get()
+        )
+        return items or [], header
+    body = rows.values_list("data", flat=True).get()
+    items = body
+    for key in path.split(".")[1:]:
+        items = items.get(key, []) if isinstance(items, dict) else []
+    header = body.get("header") if isinstance(body, dict) else None
+    return (items if isinstance(items, list) else [])[:count], header
+
+
 @dataclass(frozen=True)
 class Dataset:
     run: IngestionRun
@@ -181,8 +209,8 @@ def dataset_latest(*, source: str | None, limit: int) -> Dataset | None:
     for raw_id, _, _ in links:
         if len(records) >= limit:
             break
-        data = RawCryptoData.objects.values_list("data", flat=True).get(pk=raw_id)
-        records.extend(module.records_of(data=data)[: limit - len(records)])
+        items, header = _records_slice(raw_id=raw_id, path=module.RECORDS_PATH, count=limit - len(records))
+        records.extend(module.records_view(items=items, header=header))
     return Dataset(
         run=run,
         fetched_at=max(fetched for _, fetched, _ in links),

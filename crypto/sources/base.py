@@ -85,7 +85,9 @@ class Source(Protocol):
 
     def parse(self, *, data: Any) -> ParseResult: ...
 
-    def records_of(self, *, data: Any) -> list[Any]: ...
+    RECORDS_PATH: str
+
+    def records_view(self, *, items: list[Any], header: Any = None) -> list[Any]: ...
 
 
 @dataclass(frozen=True)

@@ -73,8 +73,12 @@ def read_file(*, path: str) -> Iterator[Body]:
     return files.json_bodies(path, count=lambda data: len(_records(data)))
 
 
-def records_of(*, data: Any) -> list[Any]:
-    return _records(data)
+# Where the records sit in a stored body (a JSON path), and how /data shows them.
+RECORDS_PATH = "$"
+
+
+def records_view(*, items: list[Any], header: Any = None) -> list[Any]:
+    return items
 
 
 def _records(data: Any) -> list[Any]:

@@ -150,10 +150,14 @@ def read_file(*, path: str, chunk_rows: int = 5000) -> Iterator[Body]:
     return read_csv(Path(path), chunk_rows=chunk_rows)
 
 
-def records_of(*, data: Any) -> list[Any]:
+# Where the records sit in a stored body (a JSON path), and how /data shows them.
+RECORDS_PATH = "$.rows"
+
+
+def records_view(*, items: list[Any], header: Any = None) -> list[Any]:
     """Rows as `{"line": n, column: value, ...}`, the way the file had them."""
-    header = data.get("header", []) if isinstance(data, dict) else []
-    return [{"line": row.get("line"), **dict(zip(header, row.get("values", []), strict=False))} for row in _rows(data)]
+    columns = header if isinstance(header, list) else []
+    return [{"line": row.get("line"), **dict(zip(columns, row.get("values", []), strict=False))} for row in items]
 
 
 def _rows(data: Any) -> list[Any]:

@@ -1,0 +1,339 @@
+"""API cost as data grows: seeds PostgreSQL, serves the app with gunicorn, drives it from a second
+process with concurrent clients, and prints median latencies and their ratios, measured in one run.
+
+    make bench                     # or: python bench/api_bench.py [--verbose] [--quotes N]
+
+Targets (issue "flat cost at any size"): page 1000 of quotes <= 1.5x page 1; /stats at 1M rows
+<= 2x /stats at 10k rows; /data and a filtered quotes page <= 2x /health. `--verbose` prints
+the EXPLAIN ANALYZE of the queries behind each page.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import urlparse, urlunparse
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+FIXTURE = ROOT / "tests" / "fixtures" / "upstream" / "coinpaprika_tickers_greenyun2.json"
+
+
+def bench_database_url() -> str:
+    base = os.environ.get("DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/kasparro"
+    parsed = urlparse(base)
+    if not parsed.scheme.startswith("postgres"):
+        sys.exit("make bench needs PostgreSQL: set DATABASE_URL to a postgres:// URL")
+    return urlunparse(parsed._replace(path="/kasparro_bench"))
+
+
+# --- client mode: the second process ---------------------------------------------------------
+
+
+def client(base: str, paths: list[str], requests_per_path: int, concurrency: int) -> None:
+    import requests
+
+    session_pool = [requests.Session() for _ in range(concurrency)]
+
+    def timed(args: tuple[int, str]) -> float:
+        index, path = args
+        session = session_pool[index % concurrency]
+        start = time.perf_counter()
+        response = session.get(base + path, headers={"Accept": "application/json"}, timeout=60)
+        elapsed = time.perf_counter() - start
+        if response.status_code != 200:
+            raise SystemExit(f"{path} answered {response.status_code}: {response.text[:300]}")
+        return elapsed
+
+    results = {}
+    with ThreadPoolExecutor(concurrency) as pool:
+        for path in paths:
+            list(pool.map(timed, [(i, path) for i in range(concurrency * 2)]))  # warm up
+            samples = list(pool.map(timed, [(i, path) for i in range(requests_per_path)]))
+            results[path] = statistics.median(samples) * 1000
+    print(json.dumps(results))
+
+
+def measure(base: str, paths: list[str], *, requests_per_path: int = 200, concurrency: int = 4) -> dict[str, float]:
+    out = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--client",
+            base,
+            "--requests",
+            str(requests_per_path),
+            "--concurrency",
+            str(concurrency),
+            *paths,
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return json.loads(out.stdout)
+
+
+# --- seeding ---------------------------------------------------------------------------------
+
+
+def recreate_database(url: str) -> None:
+    import psycopg2
+
+    parsed = urlparse(url)
+    admin = psycopg2.connect(urlunparse(parsed._replace(path="/postgres")))
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute("DROP DATABASE IF EXISTS kasparro_bench")
+        cursor.execute("CREATE DATABASE kasparro_bench")
+    admin.close()
+
+
+SEED_SQL = """
+INSERT INTO asset (source, upstream_id, symbol, name, first_seen_at, updated_at)
+SELECT CASE WHEN i %% 2 = 0 THEN 'coingecko' ELSE 'coinpaprika' END, 'bench-coin-' || i, 'B' || (i %% 3000),
+       'Bench coin ' || i, now(), now()
+FROM generate_series(1, %(assets)s) AS i
+ON CONFLICT DO NOTHING;
+
+INSERT INTO raw_crypto_data (source, data, fetched_at, content_hash, record_count, request, position)
+SELECT CASE WHEN i %% 2 = 0 THEN 'coingecko' ELSE 'coinpaprika' END, '[]'::jsonb,
+       timestamptz '2024-01-01' + make_interval(mins => i), md5('bench-raw-' || i), 250, 'bench', 1
+FROM generate_series(%(raw_from)s, %(raw_to)s) AS i;
+
+INSERT INTO market_quote (asset_id, source, last_updated, price_usd, market_cap_usd, volume_24h_usd,
+                          market_cap_rank, price_change_pct_24h, ingested_at)
+SELECT a.id, a.source, timestamptz '2024-01-01' + make_interval(mins => 5 * (q.i / %(assets)s)),
+       round((random() * 1000)::numeric, 8),
+       CASE WHEN q.i %% 10 = 0 THEN NULL ELSE round((random() * 1e11)::numeric, 2) END,
+       round((random() * 1e9)::numeric, 2), 1 + q.i %% 5000, round((random() * 20 - 10)::numeric, 4), now()
+FROM generate_series(%(quotes_from)s, %(quotes_to)s) AS q(i)
+JOIN asset a ON a.upstream_id = 'bench-coin-' || (1 + q.i %% %(assets)s);
+"""
+
+TOTALS_SQL = """
+DELETE FROM source_totals;
+INSERT INTO source_totals (source, raw_rows, records, first_fetched_at, last_fetched_at)
+SELECT source, count(*), sum(record_count), min(fetched_at), max(fetched_at) FROM raw_crypto_data GROUP BY source;
+ANALYZE;
+"""
+
+
+def seed(*, quotes_from: int, quotes_to: int, raw_from: int, raw_to: int, assets: int) -> None:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        # Quotes in chunks of 200k so one statement never holds too much in memory.
+        step = 200_000
+        for start in range(quotes_from, quotes_to + 1, step):
+            cursor.execute(
+                SEED_SQL,
+                {
+                    "assets": assets,
+                    "quotes_from": start,
+                    "quotes_to": min(start + step - 1, quotes_to),
+                    "raw_from": raw_from if start == quotes_from else 1,
+                    "raw_to": raw_to if start == quotes_from else 0,
+                },
+            )
+        cursor.execute(TOTALS_SQL)
+
+
+def count(table: str) -> int:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT count(*) FROM {table}")
+        return int(cursor.fetchone()[0])
+
+
+# --- serving ---------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def serve(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "kasparro.wsgi:application",
+            "--workers",
+            "2",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    import requests
+
+    for _ in range(100):
+        try:
+            if requests.get(base + "/health", timeout=2).status_code == 200:
+                return proc, base
+        except requests.ConnectionError:
+            time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGTERM)
+    sys.exit("gunicorn did not come up")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(30)
+
+
+# --- plans -----------------------------------------------------------------------------------
+
+
+def explain(label: str, queryset: object) -> None:
+    from django.db import connection
+
+    sql, params = queryset.query.sql_with_params()  # type: ignore[attr-defined]
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql, params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    print(f"\n--- EXPLAIN ANALYZE: {label}\n{plan}")
+
+
+def page_cursor(ordering: str, offset: int) -> str:
+    """The cursor the API hands out at the end of row `offset` (what page-walking would reach)."""
+    import base64
+
+    import orjson
+
+    from crypto.models import MarketQuote
+
+    row = MarketQuote.objects.order_by("-last_updated", "-id").values("last_updated", "id")[offset]
+    payload = orjson.dumps({"o": ordering, "v": row["last_updated"].isoformat(), "id": row["id"]})
+    return base64.urlsafe_b64encode(payload).decode().rstrip("=")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--verbose", action="store_true", help="print EXPLAIN ANALYZE of the page queries")
+    parser.add_argument("--quotes", type=int, default=1_000_000)
+    parser.add_argument("--raw", type=int, default=10_000)
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--client", help=argparse.SUPPRESS)
+    parser.add_argument("paths", nargs="*", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.client:
+        client(args.client, args.paths, args.requests, args.concurrency)
+        return
+
+    url = bench_database_url()
+    env = {**os.environ, "DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "kasparro.settings", "DJANGO_DEBUG": "false"}
+    env.pop("REDIS_URL", None)
+    os.environ.update(env)
+    print(f"Seeding {url} ...", flush=True)
+    recreate_database(url)
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    from crypto.services.ingestion import ingestion_run
+
+    call_command("migrate", verbosity=0)
+    assets = 5_000
+    small_quotes, small_raw = 10_000, 100
+    seed(quotes_from=1, quotes_to=small_quotes, raw_from=1, raw_to=small_raw, assets=assets)
+    # The latest dataset is a real 2,500-record CoinPaprika body, as /data serves it.
+    run = ingestion_run(source="coinpaprika", trigger="file", file=str(FIXTURE))
+    assert run.status == "succeeded", run.error
+    print(f"small: {count('market_quote'):,} quotes, {count('raw_crypto_data'):,} raw rows", flush=True)
+
+    proc, base = serve(env)
+    try:
+        small = measure(base, ["/stats"], requests_per_path=args.requests, concurrency=args.concurrency)
+    finally:
+        stop(proc)
+
+    started = time.perf_counter()
+    seed(
+        quotes_from=small_quotes + 1, quotes_to=args.quotes, raw_from=small_raw + 1, raw_to=args.raw - 1, assets=assets
+    )
+    print(
+        f"large: {count('market_quote'):,} quotes, {count('raw_crypto_data'):,} raw rows "
+        f"(seeded in {time.perf_counter() - started:.0f}s)",
+        flush=True,
+    )
+
+    page_1000 = page_cursor("-last_updated", 50 * 999 - 1)
+    filtered = "/api/quotes/?source=coingecko&min_market_cap=1000000000"
+    paths = ["/health", "/data", "/stats", "/api/quotes/", f"/api/quotes/?cursor={page_1000}", filtered]
+    proc, base = serve(env)
+    try:
+        large = measure(base, paths, requests_per_path=args.requests, concurrency=args.concurrency)
+    finally:
+        stop(proc)
+
+    health = large["/health"]
+    rows = [
+        ("quotes page 1000 / page 1", large[paths[4]], large["/api/quotes/"], 1.5),
+        ("/stats at 1M / at 10k rows", large["/stats"], small["/stats"], 2.0),
+        ("/data / /health", large["/data"], health, 2.0),
+        ("filtered quotes page / /health", large[filtered], health, 2.0),
+    ]
+    print(
+        f"\nMedian latency over {args.requests} requests each, {args.concurrency} concurrent clients, "
+        f"gunicorn 2 workers, {os.cpu_count()} cores:"
+    )
+    for path, value in large.items():
+        print(f"  {path[:70]:<70} {value:8.2f} ms")
+    print(f"  {'/stats (10k quotes, 100 raw rows)':<70} {small['/stats']:8.2f} ms")
+    print("\nRatios (target):")
+    failed = False
+    for label, numerator, denominator, target in rows:
+        ratio = numerator / denominator
+        ok = ratio <= target
+        failed |= not ok
+        print(f"  {label:<34} {ratio:5.2f}x  (<= {target}x) {'ok' if ok else 'MISSED'}")
+
+    if args.verbose:
+        from django.test import RequestFactory
+        from rest_framework.request import Request
+
+        from crypto.api.data_views import QuoteViewSet
+        from crypto.api.filters import QuoteFilter
+        from crypto.api.pagination import KeysetPagination
+
+        def page_query(query: str) -> object:
+            view = QuoteViewSet()
+            request = Request(RequestFactory().get("/api/quotes/" + query))
+            queryset = QuoteFilter(request.query_params, queryset=view.queryset).qs
+            paginator = KeysetPagination()
+            paginator.ordering_name = view.keyset_default
+            ordering = view.keyset_orderings[view.keyset_default]
+            cursor = paginator._decode(request.query_params.get("cursor"), queryset.model, ordering)
+            return paginator._section(queryset, ordering, cursor, non_null=False)[:51]
+
+        explain("quotes page 1", page_query(""))
+        explain("quotes page 1000", page_query(f"?cursor={page_1000}"))
+        explain("filtered quotes page", page_query("?source=coingecko&min_market_cap=1000000000"))
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
