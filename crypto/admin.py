@@ -86,6 +86,10 @@ class IngestionRunAdmin(ReadOnlyAdmin):
 
 @admin.register(RawCryptoData)
 class RawCryptoDataAdmin(ReadOnlyAdmin):
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Bodies are the record of what upstream sent, and /stats keeps running totals of them.
+        return False
+
     list_display = ("id", "source", "fetched_at", "record_count", "position", "run", "short_hash")
     list_filter = ("source", ("fetched_at", admin.DateFieldListFilter))
     search_fields = ("content_hash", "request")
