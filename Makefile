@@ -24,7 +24,12 @@ install-dev: $(VENV)/.installed-dev
 
 # Migrate, ingest every source (live; the bundled recorded responses when the network is out),
 # then serve. With no DATABASE_URL this is SQLite in ./db.sqlite3.
-run: install
+# A local secret key, made once: settings refuse to start without one while debug is off.
+.env:
+	@echo "DJANGO_SECRET_KEY=$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(50))')" > .env
+	@echo "Wrote .env with a new DJANGO_SECRET_KEY"
+
+run: install .env
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py ingest --source all \
 	  --fallback-file coingecko=$(BUNDLED)/coingecko_markets_madjin.json \

@@ -77,9 +77,27 @@ def _http_url(name: str, default: str) -> str:
 
 # --- Django core -----------------------------------------------------------------------------
 DEBUG = _bool("DJANGO_DEBUG", False)
-# Local runs and tests get a fixed key that says it is insecure; a deployment sets its own.
-SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="") or "insecure-local-key-set-DJANGO_SECRET_KEY"
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY is not set and DJANGO_DEBUG is off. Set it to a long random value, e.g. "
+            "python -c 'import secrets; print(secrets.token_urlsafe(50))' (make run writes one into .env)."
+        )
+    SECRET_KEY = "insecure-debug-only-key"  # noqa: S105 (debug mode only, never served as production)
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+
+# HTTPS hardening, off by default so plain-HTTP local runs work; a deployment behind TLS turns it on.
+SECURE_SSL_REDIRECT = _bool("DJANGO_SECURE_SSL_REDIRECT", False)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = _bool("DJANGO_SECURE_COOKIES", False)
+SECURE_HSTS_SECONDS = _read("DJANGO_SECURE_HSTS_SECONDS", env.int, 0, lambda v: v >= 0, "0 or more seconds")
+SECURE_HSTS_INCLUDE_SUBDOMAINS = _bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = _bool("DJANGO_SECURE_HSTS_PRELOAD", False)
+if _bool("DJANGO_BEHIND_TLS_PROXY", False):
+    # The proxy terminates TLS and says so in this header; trust it only behind such a proxy.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SESSION_COOKIE_HTTPONLY = True
 
 INSTALLED_APPS = [
     "django.contrib.admin",

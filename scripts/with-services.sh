@@ -48,6 +48,8 @@ PG_BIN=$(find_pg_bin) || { echo "with-services: PostgreSQL could not be installe
 export PG_BIN
 # The test process itself runs in embedded mode; tests that need a broker start their own.
 unset REDIS_URL
+# Debug stays off in tests, as in production, so the app needs a key: a throwaway one.
+export DJANGO_SECRET_KEY="${DJANGO_SECRET_KEY:-test-only-$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')}"
 
 if [ -z "${DATABASE_URL:-}" ]; then
   if command -v pg_isready >/dev/null && pg_isready -q -h 127.0.0.1 -p 5432; then

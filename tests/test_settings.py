@@ -42,3 +42,33 @@ def test_a_bad_setting_fails_at_startup_naming_the_variable(name: str, value: st
 def test_defaults_start_cleanly() -> None:
     result = check()
     assert result.returncode == 0, result.stderr
+
+
+def test_without_a_secret_key_debug_off_refuses_to_start_and_says_how_to_make_one() -> None:
+    result = check(DJANGO_SECRET_KEY="", DJANGO_DEBUG="false")
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY is not set and DJANGO_DEBUG is off" in result.stderr
+    assert check(DJANGO_SECRET_KEY="", DJANGO_DEBUG="true").returncode == 0
+
+
+def test_deploy_checks_pass_with_production_values() -> None:
+    production = {
+        "DJANGO_DEBUG": "false",
+        "DJANGO_SECRET_KEY": "k" * 20 + "-production-grade-secret-0123456789-abcdefghij",
+        "DJANGO_ALLOWED_HOSTS": "crypto.example.com",
+        "DJANGO_SECURE_SSL_REDIRECT": "true",
+        "DJANGO_SECURE_COOKIES": "true",
+        "DJANGO_SECURE_HSTS_SECONDS": "31536000",
+        "DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS": "true",
+        "DJANGO_SECURE_HSTS_PRELOAD": "true",
+        "DJANGO_BEHIND_TLS_PROXY": "true",
+    }
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **production},
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
