@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
@@ -70,6 +70,18 @@ class IngestionRunAdmin(ReadOnlyAdmin):
     )
     exclude = ("problems",)
     inlines = [RunBodyInline]
+    actions = ["ingest_again"]
+
+    @admin.action(description="Ingest the sources of the selected runs again, now")
+    def ingest_again(self, request: HttpRequest, queryset: QuerySet[IngestionRun]) -> None:
+        from tasks.ingest import ingestion_enqueue
+
+        sources = sorted(set(queryset.values_list("source", flat=True)))
+        for item in ingestion_enqueue(sources=sources, trigger=IngestionRun.Trigger.ADMIN):
+            if item["error"]:
+                self.message_user(request, f"{item['source']}: {item['error']}", messages.ERROR)
+            else:
+                self.message_user(request, f"{item['source']}: queued as task {item['task_id'] or '(ran here)'}")
 
     @admin.display(description="duration (s)")
     def duration(self, run: IngestionRun) -> float | None:

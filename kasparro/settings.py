@@ -4,6 +4,7 @@ Every variable is listed in `.env.example`. A bad value stops the process at sta
 naming the variable, rather than failing later inside a run.
 """
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -67,6 +68,16 @@ def _bool(name: str, default: bool) -> bool:
     return _BOOLEANS[raw]
 
 
+def _rate(name: str, default: str) -> str:
+    return _read(
+        name,
+        env.str,
+        default,
+        lambda v: bool(re.fullmatch(r"\d+/(s|sec|m|min|h|hour|d|day)", v)),
+        "a rate like 120/min (per s, min, hour or day)",
+    )
+
+
 def _http_url(name: str, default: str) -> str:
     def ok(value: str) -> bool:
         parsed = urlparse(value)
@@ -107,6 +118,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -175,6 +187,24 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
     "EXCEPTION_HANDLER": "crypto.api.errors.exception_handler",
     "UNAUTHENTICATED_USER": None,
+    # Tokens for scripts (`manage.py drf_create_token USER`), the session for the browsable API.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    # Reading is anonymous but throttled; counts live in the shared cache (Redis), so the limit
+    # holds across every gunicorn worker and host.
+    "DEFAULT_THROTTLE_CLASSES": [
+        "rest_framework.throttling.AnonRateThrottle",
+        "rest_framework.throttling.UserRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": _rate("API_THROTTLE_ANON", "120/min"),
+        "user": _rate("API_THROTTLE_USER", "1200/min"),
+        "trigger": _rate("API_THROTTLE_TRIGGER", "6/min"),
+    },
+    # Clients are told apart by address; behind a proxy, set how many proxies add X-Forwarded-For.
+    "NUM_PROXIES": _read("API_NUM_PROXIES", env.int, 0, lambda v: v >= 0, "0 or more") or None,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DATETIME_FORMAT": "iso-8601",
     "COERCE_DECIMAL_TO_STRING": True,
@@ -193,6 +223,13 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "SourceEnum": "crypto.models.Source",
+        "TriggerSourceEnum": ["coingecko", "coinpaprika", "csv", "all"],
+        "RunStatusEnum": "crypto.models.IngestionRun.Status",
+        "RunTriggerEnum": "crypto.models.IngestionRun.Trigger",
+        "ErrorKindEnum": "crypto.models.IngestionRun.ErrorKind",
+    },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "crypto.api.openapi.error_responses",

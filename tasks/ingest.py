@@ -23,6 +23,21 @@ class IngestionFailed(Exception):
     pass
 
 
+def ingestion_enqueue(*, sources: list[str], trigger: str) -> list[dict[str, str]]:
+    """Hand one task per source to the workers (or, with no broker, run it here). For the
+    interfaces that trigger work: the command, the API and the admin."""
+    queued = []
+    for source in sources:
+        try:
+            task_id = str(ingest_source.delay(source=source, trigger=trigger).id)
+            queued.append({"source": source, "task_id": task_id, "error": ""})
+        except Exception as exc:  # embedded mode runs the task right here and raises its failure
+            if settings.REDIS_URL:
+                raise
+            queued.append({"source": source, "task_id": "", "error": str(exc)})
+    return queued
+
+
 def retry_delay(*, retries: int, retry_after: float | None) -> float:
     """Full-jitter backoff, at least what the upstream asked for, never past the cap (which the
     settings keep below the broker's visibility timeout, so a waiting retry is not redelivered)."""
@@ -31,12 +46,14 @@ def retry_delay(*, retries: int, retry_after: float | None) -> float:
 
 
 @shared_task(bind=True, name="tasks.ingest_source", max_retries=None)
-def ingest_source(self: Task, source: str) -> dict[str, Any]:
+def ingest_source(self: Task, source: str, trigger: str = IngestionRun.Trigger.TASK) -> dict[str, Any]:
     if source not in SOURCE_NAMES:
         raise IngestionFailed(f"unknown source {source!r}; expected one of {', '.join(SOURCE_NAMES)}")
+    if trigger not in IngestionRun.Trigger.values:
+        raise IngestionFailed(f"unknown trigger {trigger!r}")
     retries = self.request.retries
     try:
-        run = ingestion_run(source=source, trigger=IngestionRun.Trigger.TASK, task_id=self.request.id or "")
+        run = ingestion_run(source=source, trigger=trigger, task_id=self.request.id or "")
     except DatabaseError as exc:
         # Not even the failure could be recorded: the database is away. Try again later.
         if retries >= settings.INGEST_MAX_RETRIES:

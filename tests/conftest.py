@@ -35,6 +35,18 @@ def quick_http(settings: object) -> None:
     settings.COINPAPRIKA_API_KEY = ""  # type: ignore[attr-defined]
 
 
+@pytest.fixture(autouse=True)
+def unthrottled(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Tests make many requests from one address; the throttling tests set their own rates."""
+    from django.core.cache import cache
+    from rest_framework.throttling import SimpleRateThrottle
+
+    monkeypatch.setattr(SimpleRateThrottle, "THROTTLE_RATES", {"anon": None, "user": None, "trigger": None})
+    cache.clear()
+    yield
+    cache.clear()
+
+
 @pytest.fixture
 def http() -> Iterator[responses.RequestsMock]:
     """The network, mocked at the requests seam; any unmocked call fails the test."""

@@ -7,19 +7,29 @@ from typing import Any
 
 from django.db.models import OuterRef, QuerySet, Subquery
 from django_filters.rest_framework import DjangoFilterBackend
-from rest_framework import viewsets
+from drf_spectacular.utils import extend_schema, extend_schema_view
+from rest_framework import mixins, status, viewsets
+from rest_framework.permissions import IsAdminUser
+from rest_framework.request import Request
+from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
+from rest_framework.throttling import BaseThrottle, ScopedRateThrottle
 
 from crypto.api.filters import AssetFilter, QuoteFilter, RawFilter, RunFilter
 from crypto.api.pagination import KeysetPagination, orderings
 from crypto.api.serializers import (
     AssetSerializer,
+    ErrorSerializer,
     QuoteSerializer,
     RawDetailSerializer,
     RawListSerializer,
     RunSerializer,
+    TriggeredSerializer,
+    TriggerSerializer,
 )
 from crypto.models import Asset, IngestionRun, MarketQuote, RawCryptoData
+from crypto.sources import SOURCE_NAMES
+from tasks.ingest import ingestion_enqueue
 
 
 class _DataViewSet(viewsets.ReadOnlyModelViewSet):
@@ -64,14 +74,43 @@ class AssetViewSet(_DataViewSet):
         return super().get_serializer(*args, **kwargs)
 
 
-class RunViewSet(_DataViewSet):
-    """Ingestion history, newest first: every run of every source, with its counts and error."""
+@extend_schema_view(
+    create=extend_schema(
+        request=TriggerSerializer,
+        responses={
+            202: TriggeredSerializer(many=True),
+            400: ErrorSerializer,
+            401: ErrorSerializer,
+            403: ErrorSerializer,
+            429: ErrorSerializer,
+        },
+        description="Trigger ingestion now (staff user or token). Throttled by API_THROTTLE_TRIGGER.",
+    )
+)
+class RunViewSet(mixins.CreateModelMixin, _DataViewSet):
+    """Ingestion history, newest first: every run of every source, with its counts and error.
+    POST triggers ingestion: a staff session or token only."""
 
     queryset = IngestionRun.objects.all()
     serializer_class = RunSerializer
     filterset_class = RunFilter
     keyset_orderings = orderings("started_at")
     keyset_default = "-started_at"
+    throttle_scope = "trigger"
+
+    def get_permissions(self) -> list[Any]:
+        return [IsAdminUser()] if self.action == "create" else list(super().get_permissions())
+
+    def get_throttles(self) -> list[BaseThrottle]:
+        return [ScopedRateThrottle()] if self.action == "create" else super().get_throttles()
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        trigger = TriggerSerializer(data=request.data)
+        trigger.is_valid(raise_exception=True)
+        source = trigger.validated_data["source"]
+        sources = list(SOURCE_NAMES) if source == "all" else [source]
+        queued = ingestion_enqueue(sources=sources, trigger=IngestionRun.Trigger.API)
+        return Response(TriggeredSerializer(queued, many=True).data, status=status.HTTP_202_ACCEPTED)
 
 
 class RawViewSet(_DataViewSet):

@@ -26,4 +26,6 @@ def error_responses(result: dict[str, Any], generator: Any, request: Any, public
                 responses.setdefault("400", {"description": "A query parameter is invalid.", "content": error})
             if "{" in path:
                 responses.setdefault("404", {"description": "No such row.", "content": error})
+            if not path.startswith("/health"):
+                responses.setdefault("429", {"description": "Throttled: slow down.", "content": error})
     return result

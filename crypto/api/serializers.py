@@ -154,3 +154,14 @@ class RawDetailSerializer(RawListSerializer):
     class Meta(RawListSerializer.Meta):
         fields = [*RawListSerializer.Meta.fields, "data"]
         read_only_fields = fields
+
+
+class TriggerSerializer(serializers.Serializer):
+    # The body field is called `source`, like DRF's Field.source attribute the stubs type.
+    source = serializers.ChoiceField(choices=[*Source.values, "all"])  # type: ignore[assignment]
+
+
+class TriggeredSerializer(serializers.Serializer):
+    source = serializers.CharField()  # type: ignore[assignment]  # a field, not Serializer's attribute of this name
+    task_id = serializers.CharField(help_text="Celery task id; empty when it ran in process (no broker)")
+    error = serializers.CharField(help_text="why it failed, when it ran in process and failed")

@@ -145,20 +145,20 @@ class Command(BaseCommand):
         return fallbacks
 
     def _enqueue(self, sources: tuple[str, ...], *, wait: bool, timeout: float) -> list[IngestionRun]:
-        from tasks.ingest import ingest_source
+        from tasks.ingest import ingestion_enqueue
 
         if not settings.REDIS_URL:
             self.stdout.write("No REDIS_URL: no broker, so each task runs here, in this process.")
+        try:
+            queued = ingestion_enqueue(sources=list(sources), trigger=IngestionRun.Trigger.CLI)
+        except Exception as exc:  # the broker refused or is unreachable
+            raise CommandError(f"could not enqueue: {exc}") from exc
         task_ids = {}
-        for name in sources:
-            try:
-                task_ids[name] = ingest_source.delay(source=name).id
-            except Exception as exc:  # embedded mode runs the task right here and raises its failure
-                if settings.REDIS_URL:
-                    raise CommandError(f"could not enqueue {name}: {exc}") from exc
-                task_ids[name] = ""
-                self.stderr.write(f"{name}: {exc}")
-            self.stdout.write(f"{name}: task {task_ids[name] or '(ran in process)'}")
+        for item in queued:
+            task_ids[item["source"]] = item["task_id"]
+            if item["error"]:
+                self.stderr.write(f"{item['source']}: {item['error']}")
+            self.stdout.write(f"{item['source']}: task {item['task_id'] or '(ran in process)'}")
         if not wait:
             return []
         self.stdout.write(f"Waiting for {len(task_ids)} task(s), at most {timeout:.0f}s ...")

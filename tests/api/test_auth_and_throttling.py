@@ -1,0 +1,83 @@
+"""Who may do what: reading is anonymous but throttled; triggering ingestion needs staff."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+from rest_framework.authtoken.models import Token
+from rest_framework.throttling import SimpleRateThrottle
+
+from crypto.models import IngestionRun
+from tests.conftest import FIXTURES
+
+pytestmark = pytest.mark.django_db
+
+
+def token_client(*, staff: bool) -> Client:
+    user = User.objects.create_user(f"{'ops' if staff else 'reader'}", password="x", is_staff=staff)
+    token = Token.objects.create(user=user)
+    return Client(HTTP_AUTHORIZATION=f"Token {token.key}", HTTP_ACCEPT="application/json")
+
+
+def test_triggering_ingestion_without_credentials_is_401() -> None:
+    response = Client().post("/api/runs/", {"source": "csv"}, content_type="application/json")
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"] == "Token"
+    assert not IngestionRun.objects.exists()
+
+
+def test_triggering_ingestion_as_a_non_staff_user_is_403() -> None:
+    response = token_client(staff=False).post("/api/runs/", {"source": "csv"}, content_type="application/json")
+    assert response.status_code == 403
+    assert not IngestionRun.objects.exists()
+
+
+def test_a_staff_token_triggers_ingestion_recorded_as_api(settings) -> None:
+    settings.CSV_SOURCE_PATH = str(FIXTURES / "csv" / "simple_markets.csv")
+    response = token_client(staff=True).post("/api/runs/", {"source": "csv"}, content_type="application/json")
+    assert response.status_code == 202, response.content
+    assert response.json()[0]["source"] == "csv"
+    run = IngestionRun.objects.get()
+    assert (run.trigger, run.status) == ("api", "succeeded")
+
+
+def test_an_unknown_source_is_400() -> None:
+    response = token_client(staff=True).post("/api/runs/", {"source": "binance"}, content_type="application/json")
+    assert response.status_code == 400 and "source" in response.json()["errors"]
+
+
+def test_triggering_is_throttled(monkeypatch: pytest.MonkeyPatch, settings) -> None:
+    settings.CSV_SOURCE_PATH = str(FIXTURES / "csv" / "simple_markets.csv")
+    monkeypatch.setattr(SimpleRateThrottle, "THROTTLE_RATES", {"anon": None, "user": None, "trigger": "2/min"})
+    client = token_client(staff=True)
+    codes = [
+        client.post("/api/runs/", {"source": "csv"}, content_type="application/json").status_code for _ in range(3)
+    ]
+    assert codes == [202, 202, 429]
+    assert IngestionRun.objects.count() == 2
+
+
+def test_anonymous_reading_is_throttled_but_health_never_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(SimpleRateThrottle, "THROTTLE_RATES", {"anon": "3/min", "user": None, "trigger": None})
+    client = Client(HTTP_ACCEPT="application/json")
+    codes = [client.get("/api/runs/").status_code for _ in range(4)]
+    assert codes == [200, 200, 200, 429]
+    assert "detail" in client.get("/api/runs/").json()
+    assert all(client.get("/health").status_code == 200 for _ in range(5))
+
+
+def test_the_admin_needs_a_staff_login_and_its_action_triggers_ingestion(settings) -> None:
+    settings.CSV_SOURCE_PATH = str(FIXTURES / "csv" / "simple_markets.csv")
+    reader = User.objects.create_user("reader", password="x")
+    client = Client()
+    client.force_login(reader)
+    assert client.get("/admin/crypto/ingestionrun/").status_code == 302  # not staff: back to login
+    done = IngestionRun.objects.create(source="csv", trigger="cli", status="succeeded")
+    staff = User.objects.create_superuser("ops", password="x")
+    client.force_login(staff)
+    response = client.post(
+        "/admin/crypto/ingestionrun/", {"action": "ingest_again", "_selected_action": [done.pk]}, follow=True
+    )
+    assert response.status_code == 200
+    assert IngestionRun.objects.filter(trigger="admin", status="succeeded").count() == 1
