@@ -23,6 +23,11 @@ class ReadOnlyAdmin(admin.ModelAdmin):
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Deleted rows would not come back: a re-fetched body already stored is skipped as
+        # unchanged, and /stats keeps running totals of the bodies.
+        return False
+
 
 class RunBodyInline(admin.TabularInline):
     model = RunBody
@@ -98,10 +103,6 @@ class IngestionRunAdmin(ReadOnlyAdmin):
 
 @admin.register(RawCryptoData)
 class RawCryptoDataAdmin(ReadOnlyAdmin):
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        # Bodies are the record of what upstream sent, and /stats keeps running totals of them.
-        return False
-
     list_display = ("id", "source", "fetched_at", "record_count", "position", "run", "short_hash")
     list_filter = ("source", ("fetched_at", admin.DateFieldListFilter))
     search_fields = ("content_hash", "request")

@@ -32,9 +32,10 @@ def _read(
     try:
         value = reader(name, default=default)
     except (ValueError, TypeError) as exc:
-        raise ImproperlyConfigured(f"{name}={env.str(name, default='')!r} is not valid: {exc}") from exc
+        shown = _without_credentials(env.str(name, default=""))
+        raise ImproperlyConfigured(f"{name}={shown!r} is not valid: {_without_credentials(str(exc))}") from exc
     if check is not None and not check(value):
-        raise ImproperlyConfigured(f"{name}={value!r} is not valid: expected {expected}")
+        raise ImproperlyConfigured(f"{name}={_without_credentials(str(value))!r} is not valid: expected {expected}")
     return value
 
 
@@ -56,6 +57,19 @@ _BOOLEANS = {
     "no": False,
     "off": False,
 }
+
+
+def _without_credentials(text: str) -> str:
+    """URLs in error messages lose their user:password part."""
+    return re.sub(r"(//)[^/@\s]*@", r"\1***@", text)
+
+
+def _secret(name: str) -> str:
+    # A key copied from a file often ends in a newline, which would end up inside a header.
+    value = env.str(name, default="").strip()
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise ImproperlyConfigured(f"{name} contains control characters; set it to the key alone")
+    return value
 
 
 def _bool(name: str, default: bool) -> bool:
@@ -127,6 +141,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "crypto.log_context.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Static files (admin, API docs) from the app itself, behind gunicorn too.
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -159,7 +174,13 @@ TEMPLATES = [
 # Without DATABASE_URL the project runs on SQLite so that `make run` works on a bare machine;
 # the advisory lock that keeps one run per source at a time exists only on PostgreSQL.
 DATABASES = {
-    "default": _read("DATABASE_URL", env.db_url, f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
+    "default": _read(
+        "DATABASE_URL",
+        lambda name, default: env.db_url_config(env.str(name, default="") or default),
+        f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
+        lambda config: bool(config.get("ENGINE")),
+        "a database URL such as postgres://user@host:5432/kasparro",
+    ),
 }
 DATABASES["default"].setdefault("CONN_MAX_AGE", 60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
@@ -204,7 +225,7 @@ REST_FRAMEWORK = {
         "trigger": _rate("API_THROTTLE_TRIGGER", "6/min"),
     },
     # Clients are told apart by address; behind a proxy, set how many proxies add X-Forwarded-For.
-    "NUM_PROXIES": _read("API_NUM_PROXIES", env.int, 0, lambda v: v >= 0, "0 or more") or None,
+    "NUM_PROXIES": _read("API_NUM_PROXIES", env.int, 0, lambda v: v >= 0, "0 or more"),
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DATETIME_FORMAT": "iso-8601",
     "COERCE_DECIMAL_TO_STRING": True,
@@ -236,21 +257,47 @@ SPECTACULAR_SETTINGS = {
     ],
 }
 
+LOG_FORMAT = _read("LOG_FORMAT", env.str, "json", lambda v: v in {"json", "plain"}, "json or plain")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "filters": {
+        "context": {"()": "crypto.log_context.ContextFilter"},
+        "redact": {"()": "crypto.log_context.RedactFilter"},
+    },
+    "formatters": {
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context", "redact"]},
+    },
+    "root": {
+        "handlers": ["console"],
+        "level": _read(
+            "LOG_LEVEL",
+            env.str,
+            "INFO",
+            lambda v: v in {"DEBUG", "INFO", "WARNING", "ERROR"},
+            "DEBUG, INFO, WARNING or ERROR",
+        ),
+    },
     "loggers": {
         # urllib3 logs full request lines at DEBUG; keep it quiet so nothing sensitive leaks.
         "urllib3": {"level": "WARNING"},
+        # One line per request comes from RequestIdMiddleware; these would repeat it.
+        "django.request": {"level": "ERROR"},
+        "django.server": {"level": "WARNING"},
     },
 }
 
 # --- Upstreams -------------------------------------------------------------------------------
 COINGECKO_BASE_URL = _http_url("COINGECKO_BASE_URL", "https://api.coingecko.com/api/v3")
-COINGECKO_API_KEY = env.str("COINGECKO_API_KEY", default="")
+COINGECKO_API_KEY = _secret("COINGECKO_API_KEY")
 # /coins/markets pages fetched per run (250 records each at most).
 COINGECKO_PAGES = _positive_int("COINGECKO_PAGES", 2)
 COINGECKO_PER_PAGE = _read(
@@ -262,7 +309,7 @@ COINGECKO_PER_PAGE = _read(
 )
 
 COINPAPRIKA_BASE_URL = _http_url("COINPAPRIKA_BASE_URL", "https://api.coinpaprika.com/v1")
-COINPAPRIKA_API_KEY = env.str("COINPAPRIKA_API_KEY", default="")
+COINPAPRIKA_API_KEY = _secret("COINPAPRIKA_API_KEY")
 
 CSV_SOURCE_PATH = env.str("CSV_SOURCE_PATH", default="")
 # Rows per stored raw body when a CSV file is loaded (one raw row per chunk).
@@ -358,6 +405,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "unacked_restore_interval": _positive_int("CELERY_UNACKED_RESTORE_INTERVAL", 10),
     "unacked_restore_throttle": 1,
 }
+# Workers and beat log through Django's LOGGING (JSON lines), not Celery's own handlers.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TIMEZONE = "UTC"
 CELERY_ENABLE_UTC = True
 CELERY_BEAT_SCHEDULER = "kasparro.beat:SingleBeatScheduler"
@@ -365,6 +414,11 @@ CELERY_BEAT_MAX_LOOP_INTERVAL = _positive_int("CELERY_BEAT_MAX_LOOP_INTERVAL", 5
 # Only one beat may dispatch: the others stand by until its lock lapses (kasparro/beat.py).
 BEAT_LOCK_TTL_SECONDS = _positive_int("BEAT_LOCK_TTL_SECONDS", 30)
 DJANGO_CELERY_BEAT_TZ_AWARE = True
+if BEAT_LOCK_TTL_SECONDS <= 2 * CELERY_BEAT_MAX_LOOP_INTERVAL:
+    raise ImproperlyConfigured(
+        f"BEAT_LOCK_TTL_SECONDS={BEAT_LOCK_TTL_SECONDS} must exceed twice CELERY_BEAT_MAX_LOOP_INTERVAL="
+        f"{CELERY_BEAT_MAX_LOOP_INTERVAL}: the leading beat renews its lease once a loop"
+    )
 
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}

@@ -14,8 +14,9 @@ from celery import Task, shared_task
 from django.conf import settings
 from django.db import DatabaseError
 
+from crypto.log_context import log_context
 from crypto.models import IngestionRun
-from crypto.services.ingestion import ingestion_run, run_retry_mark
+from crypto.services.ingestion import ingestion_run
 from crypto.sources import SOURCE_NAMES
 
 
@@ -52,18 +53,24 @@ def ingest_source(self: Task, source: str, trigger: str = IngestionRun.Trigger.T
     if trigger not in IngestionRun.Trigger.values:
         raise IngestionFailed(f"unknown trigger {trigger!r}")
     retries = self.request.retries
+    with log_context(task_id=self.request.id or ""):
+        return _ingest(self, source=source, trigger=trigger, retries=retries)
+
+
+def _ingest(self: Task, *, source: str, trigger: str, retries: int) -> dict[str, Any]:
+    # In process (no broker) a retry would run at once, ignoring its delay: fail and say so instead.
+    may_retry = retries < settings.INGEST_MAX_RETRIES and not self.request.is_eager
     try:
-        run = ingestion_run(source=source, trigger=trigger, task_id=self.request.id or "")
+        run = ingestion_run(source=source, trigger=trigger, task_id=self.request.id or "", retry_allowed=may_retry)
     except DatabaseError as exc:
         # Not even the failure could be recorded: the database is away. Try again later.
-        if retries >= settings.INGEST_MAX_RETRIES:
+        if not may_retry:
             raise
         raise self.retry(exc=exc, countdown=retry_delay(retries=retries, retry_after=None)) from None
 
     if run.status == IngestionRun.Status.FAILED:
         error = IngestionFailed(f"{source} run #{run.pk} failed: {run.error}")
-        if run.error_kind == "transient" and retries < settings.INGEST_MAX_RETRIES:
-            run_retry_mark(run=run)
+        if run.retry_scheduled:
             raise self.retry(exc=error, countdown=retry_delay(retries=retries, retry_after=run.retry_after))
         raise error
     return {"run_id": run.pk, "source": source, "status": run.status, "rows_upserted": run.rows_upserted}

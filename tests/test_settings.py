@@ -72,3 +72,14 @@ def test_deploy_checks_pass_with_production_values() -> None:
         timeout=60,
     )
     assert result.returncode == 0, result.stderr + result.stdout
+
+
+def test_an_empty_database_url_means_sqlite_and_a_bad_one_hides_its_password() -> None:
+    assert check(DATABASE_URL="").returncode == 0
+    bad = check(DATABASE_URL="postgres://user:S3cretPass@host:99999/db")
+    assert bad.returncode != 0 and "S3cretPass" not in bad.stderr and "***@host" in bad.stderr
+
+
+def test_api_keys_are_stripped_and_control_characters_refused() -> None:
+    result = check(COINGECKO_API_KEY="abc\x01def")
+    assert result.returncode != 0 and "COINGECKO_API_KEY contains control characters" in result.stderr

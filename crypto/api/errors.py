@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from django.db import DatabaseError, DataError
+from kombu.exceptions import OperationalError as KombuOperationalError
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
@@ -20,6 +21,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         logger.warning("query parameter out of range: %s", str(exc).strip().splitlines()[0])
         return Response(
             {"detail": "A query parameter is out of range for the data."}, status=status.HTTP_400_BAD_REQUEST
+        )
+    if isinstance(exc, KombuOperationalError):
+        logger.error("broker unavailable while answering a request: %s", exc)
+        return Response(
+            {"detail": "The task broker is unavailable; try again shortly."}, status=status.HTTP_503_SERVICE_UNAVAILABLE
         )
     if isinstance(exc, DatabaseError):
         logger.error("database unavailable while answering a request", exc_info=exc)

@@ -146,7 +146,7 @@ class KeysetPagination(BasePagination):
             cursor = orjson.loads(base64.urlsafe_b64decode(raw.encode() + b"=" * (-len(raw) % 4)))
         except (binascii.Error, ValueError, orjson.JSONDecodeError):
             raise invalid from None
-        if not (isinstance(cursor, dict) and isinstance(cursor.get("id"), int) and "v" in cursor):
+        if not (isinstance(cursor, dict) and type(cursor.get("id")) is int and "v" in cursor):
             raise invalid
         if not 0 <= cursor["id"] < 2**63:  # a bigint column; a larger number is no position in it
             raise invalid

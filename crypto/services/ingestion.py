@@ -7,18 +7,21 @@ with the reason. A transaction-scoped advisory lock keeps one run per source at 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
+from crypto.log_context import log_context
 from crypto.models import IngestionRun
 from crypto.services.locks import advisory_xact_lock_try
 from crypto.services.storage import raw_body_store, records_upsert
 from crypto.sources import source_get
-from crypto.sources.base import Body, FetchContext, SourceError
+from crypto.sources.base import Body, FetchContext, SourceError, canonical_json, without_nul
 from crypto.sources.http import HttpClient, UpstreamError
 from crypto.sources.ratelimit import SharedRateLimiter
 
@@ -78,6 +81,7 @@ def ingestion_run(
     task_id: str = "",
     progress: Progress | None = None,
     client: HttpClient | None = None,
+    retry_allowed: bool = False,
 ) -> IngestionRun:
     """Run one ingestion of `source` now (or load a saved body from `file`) and return the run.
 
@@ -87,15 +91,22 @@ def ingestion_run(
     module = source_get(name=source)
     say = progress or (lambda message: None)
     run = IngestionRun.objects.create(source=source, trigger=trigger, task_id=task_id)
-    log = {"run_id": run.pk, "source": source, "trigger": trigger}
-    logger.info("ingestion run started", extra=log)
+    with log_context(run_id=run.pk, source=source, trigger=trigger):
+        return _run(run=run, module=module, file=file, say=say, client=client, retry_allowed=retry_allowed)
+
+
+def _run(
+    *, run: IngestionRun, module: Any, file: str | None, say: Progress, client: HttpClient | None, retry_allowed: bool
+) -> IngestionRun:
+    source = run.source
+    logger.info("ingestion run started")
     try:
         with transaction.atomic():
             if not advisory_xact_lock_try(name=f"ingest:{source}"):
                 raise AlreadyRunning(f"{source} is already being ingested by another run; this one wrote nothing")
             _abandoned_runs_close(source=source, current=run)
             bodies: Iterator[Body] = (
-                module.read_file(path=file)
+                module.read_file(path=file, **({"chunk_rows": settings.CSV_CHUNK_ROWS} if source == "csv" else {}))
                 if file
                 else module.fetch(context=fetch_context_build(source=source, client=client))
             )
@@ -112,27 +123,32 @@ def ingestion_run(
         run.status, run.error = IngestionRun.Status.FAILED, _reason(exc)
         run.error_kind = "transient" if _is_transient(exc) else "permanent"
         run.retry_after = getattr(exc, "retry_after", None)
+        # Said in the same write as the failure, so nobody reading the run takes it as final.
+        run.retry_scheduled = retry_allowed and run.error_kind == IngestionRun.ErrorKind.TRANSIENT
         # What was counted was rolled back with the transaction.
         run.raw_stored = run.raw_duplicates = run.rows_upserted = 0
         if not isinstance(exc, (SourceError, DatabaseError)) and not _is_time_limit(exc):
-            logger.exception("ingestion run crashed", extra=log)
+            logger.exception("ingestion run crashed")
         try:
             if isinstance(exc, OperationalError | InterfaceError) and not connection.in_atomic_block:
                 # The server went away mid-run: record the failure on a fresh connection.
                 connection.close()
             _finish(run)
         except DatabaseError:
-            logger.error("could not record the failed run", extra={**log, "reason": run.error})
+            logger.error("could not record the failed run", extra={"reason": run.error})
             raise exc from None
         say(f"{source}: failed: {run.error}")
     logger.info(
         "ingestion run finished",
-        extra={**log, "status": run.status, "error": run.error, "rows_upserted": run.rows_upserted},
+        extra={"status": run.status, "error": run.error, "rows_upserted": run.rows_upserted},
     )
     return run
 
 
 def _body_ingest(*, run: IngestionRun, module: object, body: Body, say: Progress) -> None:
+    if b"\\u0000" in canonical_json(body.data):
+        body = dataclasses.replace(body, data=without_nul(body.data))
+        say(f"{run.source}: body {body.position}: NUL characters removed (the database cannot store them)")
     stored = raw_body_store(source=run.source, body=body, run=run)
     run.records_fetched += body.record_count
     if not stored.created:
@@ -194,9 +210,3 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, DatabaseError):
         return f"database error: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}"
     return f"{type(exc).__name__}: {exc}"
-
-
-def run_retry_mark(*, run: IngestionRun) -> None:
-    """Say on the run that its task will try again, so nobody takes the failure as final."""
-    IngestionRun.objects.filter(pk=run.pk).update(retry_scheduled=True)
-    run.retry_scheduled = True

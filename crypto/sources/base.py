@@ -184,15 +184,48 @@ def describe_json(data: Any) -> str:
 Converter = Callable[[Any], Any]
 
 
+# What the columns hold (crypto/models.py): a larger value is a bad record, not a failed run.
+_AMOUNT, _PRICE, _PERCENT = Decimal("1e32"), Decimal("1e24"), Decimal("1e16")
+LIMITS: dict[str, Decimal] = {
+    "price_usd": _PRICE,
+    "price_change_24h_usd": _PRICE,
+    "market_cap_usd": _AMOUNT,
+    "volume_24h_usd": _AMOUNT,
+    "circulating_supply": _AMOUNT,
+    "total_supply": _AMOUNT,
+    "max_supply": _AMOUNT,
+    "price_change_pct_24h": _PERCENT,
+    "market_cap_change_pct_24h": _PERCENT,
+    "market_cap_rank": Decimal(2**31),
+}
+MAX_ID_LENGTH = 200
+
+
 def convert_fields(values: Mapping[str, Any], spec: Sequence[tuple[str, str, Converter]]) -> dict[str, Any]:
     """Apply `(attribute, upstream key, converter)` to `values`; a bad value names its key."""
     out: dict[str, Any] = {}
     for attribute, key, converter in spec:
         try:
-            out[attribute] = converter(values.get(key))
+            value = converter(values.get(key))
         except BadValue as exc:
             raise BadValue(f"`{key}` {exc}") from None
+        limit = LIMITS.get(attribute)
+        if limit is not None and value is not None and abs(value) >= limit:
+            raise BadValue(f"`{key}` {value} is too large to store (limit {limit:.0e})")
+        out[attribute] = value
     return out
+
+
+def without_nul(data: Any) -> Any:
+    """The body with NUL characters removed from its strings: PostgreSQL text and jsonb cannot
+    hold them, and one NUL would otherwise fail the whole run."""
+    if isinstance(data, str):
+        return data.replace("\x00", "")
+    if isinstance(data, list):
+        return [without_nul(item) for item in data]
+    if isinstance(data, dict):
+        return {without_nul(key): without_nul(value) for key, value in data.items()}
+    return data
 
 
 def json_loads(raw: bytes | str) -> Any:
@@ -235,4 +268,7 @@ def record_id(item: Mapping[str, Any], *, where: str, result: ParseResult) -> st
     upstream_id = to_text(item.get("id"))
     if not upstream_id:
         result.problems.append(Problem(where, "no `id`; records are keyed on it, never on symbol"))
+    elif len(upstream_id) > MAX_ID_LENGTH:
+        result.problems.append(Problem(where, f"`id` is longer than {MAX_ID_LENGTH} characters"))
+        return None
     return upstream_id or None

@@ -22,6 +22,7 @@ from django.utils.text import slugify
 
 from crypto.sources import coingecko, files
 from crypto.sources.base import (
+    MAX_ID_LENGTH,
     BadValue,
     Body,
     Converter,
@@ -191,6 +192,9 @@ def parse_simple(values: dict[str, str], *, where: str, result: ParseResult) -> 
     upstream_id = to_text(values.get("id")) or slugify(f"{symbol}-{name_}")
     if not symbol or not upstream_id:
         result.problems.append(Problem(where, "no symbol (and no id) to key the row on"))
+        return
+    if len(upstream_id) > MAX_ID_LENGTH:
+        result.problems.append(Problem(where, f"{symbol}: id longer than {MAX_ID_LENGTH} characters"))
         return
     try:
         converted = convert_fields(values, SIMPLE_FIELDS)

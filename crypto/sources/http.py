@@ -202,8 +202,9 @@ class HttpClient:
         except _TRANSIENT_EXCEPTIONS as exc:
             raise TransientUpstreamError(f"GET {shown_url}: {redact(_network_reason(exc), secrets)}") from None
         except requests.RequestException as exc:
+            # Not str(exc): for a bad header it quotes the header's value, which may be the key.
             raise PermanentUpstreamError(
-                f"GET {shown_url}: {type(exc).__name__}: {redact(str(exc), secrets)}"
+                f"GET {shown_url}: the request could not be made ({type(exc).__name__})"
             ) from None
 
         status = response.status_code

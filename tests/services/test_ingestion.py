@@ -303,3 +303,26 @@ def test_source_totals_always_equal_the_raw_table(http: responses.RequestsMock, 
     }
     assert totals == expected
     assert totals["coingecko"][:2] == (2, 350)
+
+
+def test_nul_characters_are_removed_rather_than_failing_the_run(tmp_path) -> None:
+    data = upstream_json(GECKO_SMALL)
+    assert isinstance(data, list)
+    data[1]["name"] = "Ether\u0000eum"
+    saved = tmp_path / "nul.json"
+    saved.write_bytes(orjson.dumps(data))
+    run = ingestion_run(source="coingecko", trigger="file", file=str(saved))
+    assert run.status == "succeeded", run.error
+    assert MarketQuote.objects.get(asset__upstream_id="ethereum").asset.name == "Ethereum"
+
+
+def test_a_value_too_large_to_store_rejects_that_record_only(tmp_path) -> None:
+    data = upstream_json(GECKO_SMALL)
+    assert isinstance(data, list)
+    data[2]["total_supply"] = 1e40
+    data[3]["id"] = "x" * 300
+    saved = tmp_path / "big.json"
+    saved.write_bytes(orjson.dumps(data))
+    run = ingestion_run(source="coingecko", trigger="file", file=str(saved))
+    assert run.status == "succeeded" and run.rows_upserted == 98 and run.records_rejected == 2
+    assert "too large to store" in run.problems[0] and "longer than 200" in run.problems[1]

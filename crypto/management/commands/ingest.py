@@ -59,9 +59,17 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        crypto_logger = logging.getLogger("crypto")
+        previous = crypto_logger.level
         if options["verbosity"] < 2:
             # The progress lines below say what the service logs; keep the terminal readable.
-            logging.getLogger("crypto").setLevel(logging.WARNING)
+            crypto_logger.setLevel(logging.WARNING)
+        try:
+            self._handle(**options)
+        finally:
+            crypto_logger.setLevel(previous)
+
+    def _handle(self, **options: Any) -> None:
         source, file = options["source"], options["file"]
         if file and source == "all":
             raise CommandError("--file needs one --source: say which upstream the saved body came from")
@@ -159,6 +167,9 @@ class Command(BaseCommand):
             if item["error"]:
                 self.stderr.write(f"{item['source']}: {item['error']}")
             self.stdout.write(f"{item['source']}: task {item['task_id'] or '(ran in process)'}")
+        failed_here = [item for item in queued if item["error"]]
+        if failed_here:
+            raise CommandError("\n".join(f"{item['source']} failed: {item['error']}" for item in failed_here))
         if not wait:
             return []
         self.stdout.write(f"Waiting for {len(task_ids)} task(s), at most {timeout:.0f}s ...")

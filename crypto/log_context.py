@@ -1,0 +1,98 @@
+"""Structured logs: every line one JSON object carrying the run id, source, task id and request id
+of the work it belongs to, and never a secret.
+
+The ids travel in a context variable, so any logger called while a run, task or request is in
+progress (ours, Celery's, Django's) gets them without being passed anything.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+
+_context: ContextVar[dict[str, Any]] = ContextVar("log_context", default={})  # noqa: B039 (never mutated)
+
+logger = logging.getLogger("kasparro.request")
+
+
+@contextmanager
+def log_context(**fields: Any) -> Iterator[None]:
+    token = _context.set({**_context.get(), **fields})
+    try:
+        yield
+    finally:
+        _context.reset(token)
+
+
+class ContextFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        for key, value in _context.get().items():
+            if not hasattr(record, key):
+                setattr(record, key, value)
+        return True
+
+
+def _secrets() -> list[str]:
+    names = ("COINGECKO_API_KEY", "COINPAPRIKA_API_KEY", "SECRET_KEY")
+    values = [str(getattr(settings, name, "") or "") for name in names]
+    values.append(str(settings.DATABASES["default"].get("PASSWORD") or ""))
+    return [value for value in values if len(value) >= 6]
+
+
+class RedactFilter(logging.Filter):
+    """The last guard: a configured secret found in a log line is replaced, whoever logged it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        secrets = _secrets()
+        if not secrets:
+            return True
+        message = record.getMessage()
+        cleaned = message
+        for secret in secrets:
+            cleaned = cleaned.replace(secret, "***")
+        if cleaned != message:
+            record.msg, record.args = cleaned, ()
+        for key, value in list(record.__dict__.items()):
+            if isinstance(value, str) and any(secret in value for secret in secrets):
+                for secret in secrets:
+                    value = value.replace(secret, "***")
+                setattr(record, key, value)
+        return True
+
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+class RequestIdMiddleware:
+    """Gives each request an id (the caller's `X-Request-ID` when sane), puts it on every log
+    line of the request and on the response, and logs one line per request."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        given = request.headers.get("X-Request-ID", "")
+        request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        started = time.perf_counter()
+        with log_context(request_id=request_id):
+            response = self.get_response(request)
+            logger.info(
+                "request",
+                extra={
+                    "method": request.method,
+                    "path": request.path,
+                    "status": response.status_code,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                },
+            )
+        response["X-Request-ID"] = request_id
+        return response
