@@ -1,0 +1,43 @@
+#!/bin/sh
+# The one entry point of every app container (and of the end-to-end test, run natively):
+#   web      migrate, then serve with gunicorn
+#   worker   run ingestion tasks
+#   beat     dispatch scheduled tasks (run exactly one)
+#   flower   watch tasks, behind FLOWER_BASIC_AUTH
+#   migrate  apply migrations and exit
+# Anything else is run as a command.
+set -eu
+
+role="${1:-web}"
+[ "$#" -gt 0 ] && shift
+
+case "$role" in
+  web)
+    python manage.py migrate --noinput
+    exec gunicorn kasparro.wsgi:application \
+      --bind "${WEB_BIND:-0.0.0.0:8000}" \
+      --workers "${WEB_WORKERS:-3}" \
+      --timeout "${WEB_TIMEOUT:-60}" \
+      --forwarded-allow-ips "${FORWARDED_ALLOW_IPS:-127.0.0.1}" \
+      "$@"
+    ;;
+  worker)
+    exec celery -A kasparro worker --loglevel "${LOG_LEVEL:-INFO}" --concurrency "${WORKER_CONCURRENCY:-2}" "$@"
+    ;;
+  beat)
+    exec celery -A kasparro beat --loglevel "${LOG_LEVEL:-INFO}" "$@"
+    ;;
+  flower)
+    if [ -z "${FLOWER_BASIC_AUTH:-}" ]; then
+      echo "FLOWER_BASIC_AUTH is not set (user:password): refusing to serve Flower without a login" >&2
+      exit 64
+    fi
+    exec celery -A kasparro flower --address="${FLOWER_ADDRESS:-0.0.0.0}" --port="${FLOWER_PORT:-5555}" "$@"
+    ;;
+  migrate)
+    exec python manage.py migrate --noinput
+    ;;
+  *)
+    exec "$role" "$@"
+    ;;
+esac

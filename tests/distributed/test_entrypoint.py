@@ -1,0 +1,92 @@
+"""The commands the Compose services run (docker/entrypoint.sh web|worker|beat|flower), run here
+natively against the test database, a private Redis and the stub upstream."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from crypto.models import RawCryptoData
+from tests.processes import ROOT, free_port, wait_for
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(240)]
+ENTRYPOINT = str(ROOT / "docker" / "entrypoint.sh")
+
+
+@pytest.fixture
+def stack_env(celery_env: dict[str, str]) -> dict[str, str]:
+    return {
+        **celery_env,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "WEB_BIND": f"127.0.0.1:{free_port()}",
+        "WEB_WORKERS": "2",
+        "WORKER_CONCURRENCY": "1",
+        "FLOWER_BASIC_AUTH": "ops:compose-pass",
+        "FLOWER_ADDRESS": "127.0.0.1",
+        "FLOWER_PORT": str(free_port()),
+        # Applied by the web service's migrate, as in a deployment.
+        "INGEST_INTERVAL_COINGECKO": "2",
+        "INGEST_INTERVAL_COINPAPRIKA": "2",
+        "INGEST_INTERVAL_CSV": "2",
+    }
+
+
+@pytest.fixture
+def stack(stack_env: dict[str, str], tmp_path: Path) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
+    started = {}
+    for role in ("web", "worker", "beat", "flower"):
+        log = (tmp_path / f"{role}.log").open("wb")
+        started[role] = subprocess.Popen(
+            [ENTRYPOINT, role], cwd=ROOT, env=stack_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    yield started
+    for proc in started.values():
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+    for proc in started.values():
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_web_worker_beat_and_flower_from_the_entry_script_serve_and_ingest_end_to_end(
+    stack: dict[str, subprocess.Popen[bytes]], stack_env: dict[str, str], tmp_path: Path
+) -> None:
+    web = f"http://{stack_env['WEB_BIND']}"
+
+    def healthy() -> dict | None:
+        try:
+            response = requests.get(f"{web}/health", timeout=5)
+        except requests.ConnectionError:
+            return None
+        body = response.json()
+        return body if response.status_code == 200 and body["broker"].get("workers") else None
+
+    body = wait_for(healthy, timeout=90, what="gunicorn to serve /health with a worker seen")
+    assert body["database"]["status"] == "ok" and body["broker"]["status"] == "ok"
+    wait_for(
+        lambda: {"coingecko", "coinpaprika", "csv"} <= set(RawCryptoData.objects.values_list("source", flat=True)),
+        timeout=90,
+        what="beat and the worker to ingest every source",
+    )
+    assert requests.get(f"{web}/api/quotes/?page_size=1", timeout=5).json()["results"]
+    assert requests.get(f"{web}/static/admin/css/base.css", timeout=5).status_code == 200, "whitenoise serves static"
+    flower = f"http://127.0.0.1:{stack_env['FLOWER_PORT']}"
+    assert requests.get(flower, timeout=5).status_code == 401
+    assert requests.get(flower, auth=("ops", "compose-pass"), timeout=5).status_code == 200
+    assert all(proc.poll() is None for proc in stack.values()), (tmp_path / "web.log").read_text()[-2000:]
+
+
+def test_flower_refuses_to_start_without_basic_auth(celery_env: dict[str, str]) -> None:
+    env = {key: value for key, value in celery_env.items() if key != "FLOWER_BASIC_AUTH"}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    result = subprocess.run([ENTRYPOINT, "flower"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 64 and "FLOWER_BASIC_AUTH is not set" in result.stderr
