@@ -7,7 +7,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 WORKDIR /app
-RUN groupadd --system app && useradd --system --gid app --home-dir /app --no-create-home app
+RUN groupadd --system app && useradd --system --gid app --home-dir /app --no-create-home app \
+    && install -d -o app -g app /tmp/kasparro-metrics
 
 # Dependencies first, in their own layer: it is rebuilt only when requirements.txt changes.
 COPY requirements.txt .

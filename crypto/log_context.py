@@ -19,6 +19,8 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
+from crypto.metrics import HTTP_REQUEST_SECONDS
+
 _context: ContextVar[dict[str, Any]] = ContextVar("log_context", default={})  # noqa: B039 (never mutated)
 
 logger = logging.getLogger("kasparro.request")
@@ -74,7 +76,7 @@ _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 class RequestIdMiddleware:
     """Gives each request an id (the caller's `X-Request-ID` when sane), puts it on every log
-    line of the request and on the response, and logs one line per request."""
+    line of the request and on the response, logs one line per request and observes its latency."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -85,13 +87,17 @@ class RequestIdMiddleware:
         started = time.perf_counter()
         with log_context(request_id=request_id):
             response = self.get_response(request)
+            elapsed = time.perf_counter() - started
+            match = request.resolver_match
+            route = (match.view_name or match.route) if match else "unmatched"
+            HTTP_REQUEST_SECONDS.labels(request.method, route, str(response.status_code)).observe(elapsed)
             logger.info(
                 "request",
                 extra={
                     "method": request.method,
                     "path": request.path,
                     "status": response.status_code,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    "duration_ms": round(elapsed * 1000, 2),
                 },
             )
         response["X-Request-ID"] = request_id

@@ -17,18 +17,21 @@ from prometheus_client import (
     Gauge,
     Histogram,
     generate_latest,
+    multiprocess,
 )
-from prometheus_client import multiprocess
 
 HTTP_REQUEST_SECONDS = Histogram(
-    "kasparro_http_request_duration_seconds", "HTTP request latency by route and status",
+    "kasparro_http_request_duration_seconds",
+    "HTTP request latency by route and status",
     ["method", "route", "status"],
 )
 RUNS = Counter("kasparro_ingestion_runs_total", "Ingestion runs by source and final status", ["source", "status"])
 RECORDS_FETCHED = Counter("kasparro_records_fetched_total", "Records received from upstream bodies", ["source"])
 ROWS_UPSERTED = Counter("kasparro_rows_upserted_total", "Normalized rows written", ["source"])
 RUN_SECONDS = Histogram(
-    "kasparro_ingestion_run_duration_seconds", "Ingestion run duration", ["source"],
+    "kasparro_ingestion_run_duration_seconds",
+    "Ingestion run duration",
+    ["source"],
     buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
 )
 UPSTREAM_CALLS = Counter(
@@ -36,7 +39,9 @@ UPSTREAM_CALLS = Counter(
 )
 UPSTREAM_RETRIES = Counter("kasparro_upstream_retries_total", "Upstream calls retried", ["upstream"])
 LAST_SUCCESS = Gauge(
-    "kasparro_last_success_timestamp_seconds", "Unix time of the last successful run", ["source"],
+    "kasparro_last_success_timestamp_seconds",
+    "Unix time of the last successful run",
+    ["source"],
     multiprocess_mode="max",
 )
 

@@ -11,6 +11,11 @@ set -eu
 role="${1:-web}"
 [ "$#" -gt 0 ] && shift
 
+# Every process writes its metrics here and /metrics adds them up (shared by the app services).
+# Counters of processes that ended stay in their files: totals survive restarts.
+export PROMETHEUS_MULTIPROC_DIR="${PROMETHEUS_MULTIPROC_DIR:-/tmp/kasparro-metrics}"
+mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
+
 case "$role" in
   web)
     python manage.py migrate --noinput

@@ -44,6 +44,7 @@ def test_app_services_share_one_definition_and_wait_for_healthy_dependencies() -
         assert {"db", "redis"} <= set(depends)
         assert all(condition == {"condition": "service_healthy"} for condition in depends.values())
         assert service["command"] == [name]
+        assert service["volumes"] == ["metrics:/tmp/kasparro-metrics"], "one metrics directory for all"
     assert {"web"} <= set(services["worker"]["depends_on"]) and {"web"} <= set(services["beat"]["depends_on"])
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.db import DatabaseError
+from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import status, viewsets
@@ -13,6 +14,7 @@ from rest_framework.response import Response
 from crypto import selectors
 from crypto.api.schemas import DatasetSerializer, HealthErrorSerializer, HealthSerializer, StatsSerializer
 from crypto.api.serializers import DataQuerySerializer, ErrorSerializer
+from crypto.metrics import metrics_exposition
 from crypto.models import IngestionRun
 
 
@@ -99,3 +101,9 @@ class StatsViewSet(viewsets.ViewSet):
 
     def retrieve(self, request: Request) -> Response:
         return Response(selectors.stats_summary())
+
+
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    """Prometheus text exposition of every process's metrics (see crypto/metrics.py)."""
+    body, content_type = metrics_exposition()
+    return HttpResponse(body, content_type=content_type)

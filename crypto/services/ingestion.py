@@ -17,6 +17,7 @@ from django.db import DatabaseError, InterfaceError, OperationalError, connectio
 from django.utils import timezone
 
 from crypto.log_context import log_context
+from crypto.metrics import LAST_SUCCESS, RECORDS_FETCHED, ROWS_UPSERTED, RUN_SECONDS, RUNS
 from crypto.models import IngestionRun
 from crypto.services.locks import advisory_xact_lock_try
 from crypto.services.storage import raw_body_store, records_upsert
@@ -48,6 +49,7 @@ def http_client_build(*, source: str) -> HttpClient:
             storage_url=settings.REDIS_URL,
         )
     return HttpClient(
+        name=source,
         before_request=limiter.acquire if limiter else None,
         connect_timeout=settings.HTTP_CONNECT_TIMEOUT,
         read_timeout=settings.HTTP_READ_TIMEOUT,
@@ -138,6 +140,7 @@ def _run(
             logger.error("could not record the failed run", extra={"reason": run.error})
             raise exc from None
         say(f"{source}: failed: {run.error}")
+    _metrics_record(run)
     logger.info(
         "ingestion run finished",
         extra={"status": run.status, "error": run.error, "rows_upserted": run.rows_upserted},
@@ -171,6 +174,16 @@ def _body_ingest(*, run: IngestionRun, module: object, body: Body, say: Progress
         f"{run.source}: body {body.position}: {body.record_count} records, {upserted} rows upserted"
         + (f", {len(parsed.problems)} rejected" if parsed.problems else "")
     )
+
+
+def _metrics_record(run: IngestionRun) -> None:
+    RUNS.labels(run.source, run.status).inc()
+    RECORDS_FETCHED.labels(run.source).inc(run.records_fetched)
+    ROWS_UPSERTED.labels(run.source).inc(run.rows_upserted)  # 0 when the run failed: rolled back
+    if run.duration_seconds is not None:
+        RUN_SECONDS.labels(run.source).observe(run.duration_seconds)
+    if run.status == IngestionRun.Status.SUCCEEDED and run.finished_at is not None:
+        LAST_SUCCESS.labels(run.source).set(run.finished_at.timestamp())
 
 
 def _abandoned_runs_close(*, source: str, current: IngestionRun) -> None:

@@ -21,6 +21,7 @@ from urllib.parse import urlparse
 import orjson
 import requests
 
+from crypto.metrics import UPSTREAM_CALLS, UPSTREAM_RETRIES
 from crypto.sources.base import SourceError, json_loads
 
 logger = logging.getLogger(__name__)
@@ -123,6 +124,7 @@ class HttpClient:
         sleep: Callable[[float], None] = time.sleep,
         user_agent: str = "kasparro-crypto-etl/1.0",
         before_request: Callable[[], None] | None = None,
+        name: str = "upstream",
     ) -> None:
         self.timeout = (connect_timeout, read_timeout)
         self.max_attempts = max_attempts
@@ -134,6 +136,7 @@ class HttpClient:
         self.user_agent = user_agent
         # Called before every attempt, retries included: the shared rate limiter waits here.
         self.before_request = before_request
+        self.name = name  # the upstream, as metrics label it
 
     def backoff(self, attempt: int) -> float:
         """Full jitter (AWS architecture blog): uniform in [0, min(cap, base * 2**attempt)]."""
@@ -186,6 +189,7 @@ class HttpClient:
                         "reason": str(exc),
                     },
                 )
+                UPSTREAM_RETRIES.labels(self.name).inc()
                 self.sleep(delay)
 
     def _attempt(
@@ -200,14 +204,17 @@ class HttpClient:
             response = self.session.get(url, params=params, headers=headers, timeout=self.timeout)
             content = response.content
         except _TRANSIENT_EXCEPTIONS as exc:
+            UPSTREAM_CALLS.labels(self.name, type(exc).__name__).inc()
             raise TransientUpstreamError(f"GET {shown_url}: {redact(_network_reason(exc), secrets)}") from None
         except requests.RequestException as exc:
+            UPSTREAM_CALLS.labels(self.name, type(exc).__name__).inc()
             # Not str(exc): for a bad header it quotes the header's value, which may be the key.
             raise PermanentUpstreamError(
                 f"GET {shown_url}: the request could not be made ({type(exc).__name__})"
             ) from None
 
         status = response.status_code
+        UPSTREAM_CALLS.labels(self.name, str(status)).inc()
         if status >= 400:
             transient, meaning = classify_status(status)
             detail = _error_detail(response, content)

@@ -21,7 +21,7 @@ ENTRYPOINT = str(ROOT / "docker" / "entrypoint.sh")
 
 
 @pytest.fixture
-def stack_env(celery_env: dict[str, str]) -> dict[str, str]:
+def stack_env(celery_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
     return {
         **celery_env,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
@@ -31,6 +31,7 @@ def stack_env(celery_env: dict[str, str]) -> dict[str, str]:
         "FLOWER_BASIC_AUTH": "ops:compose-pass",
         "FLOWER_ADDRESS": "127.0.0.1",
         "FLOWER_PORT": str(free_port()),
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
         # Applied by the web service's migrate, as in a deployment.
         "INGEST_INTERVAL_COINGECKO": "2",
         "INGEST_INTERVAL_COINPAPRIKA": "2",
@@ -82,6 +83,15 @@ def test_web_worker_beat_and_flower_from_the_entry_script_serve_and_ingest_end_t
     flower = f"http://127.0.0.1:{stack_env['FLOWER_PORT']}"
     assert requests.get(flower, timeout=5).status_code == 401
     assert requests.get(flower, auth=("ops", "compose-pass"), timeout=5).status_code == 200
+    # /metrics on a gunicorn worker adds up what the Celery worker process counted.
+    metrics = requests.get(f"{web}/metrics", timeout=5).text
+    runs = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith("kasparro_ingestion_runs_total{") and 'source="csv"' in line and "succeeded" in line
+    ]
+    assert runs and float(runs[0].split()[-1]) >= 1, metrics[:2000]
+    assert 'kasparro_http_request_duration_seconds_count{method="GET",route="health",status="200"}' in metrics
     assert all(proc.poll() is None for proc in stack.values()), (tmp_path / "web.log").read_text()[-2000:]
 
 

@@ -1,0 +1,63 @@
+"""Metrics at /metrics, moved by the pipeline itself (multi-process: tests/distributed/test_entrypoint.py)."""
+
+from __future__ import annotations
+
+import pytest
+import responses
+from django.test import Client
+from prometheus_client.parser import text_string_to_metric_families
+
+from crypto.services.ingestion import ingestion_run
+from tests.conftest import mock_paprika, paprika_url
+
+pytestmark = pytest.mark.django_db
+
+
+def scrape() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    response = Client().get("/metrics")
+    assert response.status_code == 200 and response["Content-Type"].startswith("text/plain")
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.content.decode())
+        for sample in family.samples
+    }
+
+
+def value(metrics: dict, name: str, **labels: str) -> float:
+    return metrics.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def test_an_ingestion_moves_the_run_record_upstream_and_request_metrics(http: responses.RequestsMock) -> None:
+    before = scrape()
+    http.add(responses.GET, paprika_url(), status=429, json={"error": "slow"}, headers={"Retry-After": "0"})
+    mock_paprika(http)
+    run = ingestion_run(source="coinpaprika", trigger="cli")
+    Client().get("/stats")
+    after = scrape()
+
+    def delta(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert delta("kasparro_ingestion_runs_total", source="coinpaprika", status="succeeded") == 1
+    assert delta("kasparro_records_fetched_total", source="coinpaprika") == 2500
+    assert delta("kasparro_rows_upserted_total", source="coinpaprika") == 2500
+    assert delta("kasparro_ingestion_run_duration_seconds_count", source="coinpaprika") == 1
+    assert delta("kasparro_upstream_calls_total", upstream="coinpaprika", status="429") == 1
+    assert delta("kasparro_upstream_calls_total", upstream="coinpaprika", status="200") == 1
+    assert delta("kasparro_upstream_retries_total", upstream="coinpaprika") == 1
+    assert value(after, "kasparro_last_success_timestamp_seconds", source="coinpaprika") == pytest.approx(
+        run.finished_at.timestamp()
+    )
+    assert delta("kasparro_http_request_duration_seconds_count", method="GET", route="stats", status="200") == 1
+
+
+def test_a_failed_run_counts_as_failed_and_upserts_nothing(http: responses.RequestsMock) -> None:
+    before = scrape()
+    mock_paprika(http, body=b'{"error": "no"}', status=401)
+    ingestion_run(source="coinpaprika", trigger="cli")
+    after = scrape()
+    key = ("kasparro_ingestion_runs_total", (("source", "coinpaprika"), ("status", "failed")))
+    assert after.get(key, 0) - before.get(key, 0) == 1
+    assert value(after, "kasparro_rows_upserted_total", source="coinpaprika") == value(
+        before, "kasparro_rows_upserted_total", source="coinpaprika"
+    )
