@@ -18,19 +18,22 @@ mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
 
 case "$role" in
   web)
-    python manage.py migrate --noinput
+    # Quiet: its progress is plain text; what changed in the schedule is logged as JSON.
+    python manage.py migrate --noinput --verbosity 0
     exec gunicorn kasparro.wsgi:application \
       --bind "${WEB_BIND:-0.0.0.0:8000}" \
       --workers "${WEB_WORKERS:-3}" \
       --timeout "${WEB_TIMEOUT:-60}" \
       --forwarded-allow-ips "${FORWARDED_ALLOW_IPS:-127.0.0.1}" \
+      --log-config-json docker/gunicorn-logging.json \
       "$@"
     ;;
   worker)
-    exec celery -A kasparro worker --loglevel "${LOG_LEVEL:-INFO}" --concurrency "${WORKER_CONCURRENCY:-2}" "$@"
+    # -q: no banner; every line is a JSON log record.
+    exec celery -A kasparro -q worker --loglevel "${LOG_LEVEL:-INFO}" --concurrency "${WORKER_CONCURRENCY:-2}" "$@"
     ;;
   beat)
-    exec celery -A kasparro beat --loglevel "${LOG_LEVEL:-INFO}" "$@"
+    exec celery -A kasparro -q beat --loglevel "${LOG_LEVEL:-INFO}" "$@"
     ;;
   flower)
     if [ -z "${FLOWER_BASIC_AUTH:-}" ]; then

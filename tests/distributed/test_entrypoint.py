@@ -3,6 +3,7 @@ natively against the test database, a private Redis and the stub upstream."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -93,6 +94,38 @@ def test_web_worker_beat_and_flower_from_the_entry_script_serve_and_ingest_end_t
     assert runs and float(runs[0].split()[-1]) >= 1, metrics[:2000]
     assert 'kasparro_http_request_duration_seconds_count{method="GET",route="health",status="200"}' in metrics
     assert all(proc.poll() is None for proc in stack.values()), (tmp_path / "web.log").read_text()[-2000:]
+    for role in ("web", "worker", "beat"):
+        records = json_log_records((tmp_path / f"{role}.log").read_text())
+        assert records, f"{role} logged nothing"
+    worker_records = json_log_records((tmp_path / "worker.log").read_text())
+    assert any(r.get("task_id") and r.get("run_id") and r.get("source") for r in worker_records)
+    web_records = json_log_records((tmp_path / "web.log").read_text())
+    assert any(r.get("request_id") and r.get("path") == "/health" for r in web_records)
+
+
+def json_log_records(text: str) -> list[dict]:
+    """Every line a JSON object; as root (CI), Celery first warns about root in plain text."""
+    records = []
+    lines = [line for line in text.splitlines() if line.strip()]
+    if os.geteuid() == 0:
+        lines = [line for line in lines if not _root_warning(line)]
+    for line in lines:
+        records.append(json.loads(line))
+    return records
+
+
+def _root_warning(line: str) -> bool:
+    return any(
+        part in line
+        for part in (
+            "SecurityWarning",
+            "superuser privileges",
+            "absolutely not recommended",
+            "Please specify a different user",
+            "User information: uid=",
+            "warnings.warn(SecurityWarning",
+        )
+    )
 
 
 def test_flower_refuses_to_start_without_basic_auth(celery_env: dict[str, str]) -> None:
