@@ -29,6 +29,8 @@ install-dev: $(VENV)/.installed-dev
 	@echo "DJANGO_SECRET_KEY=$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(50))')" > .env
 	@echo "Wrote .env with a new DJANGO_SECRET_KEY"
 
+# Plain log lines at a terminal; services log JSON (LOG_FORMAT in .env.example).
+run: export LOG_FORMAT ?= plain
 run: install .env
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py ingest --source all \
