@@ -8,6 +8,7 @@ progress (ours, Celery's, Django's) gets them without being passed anything.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 import uuid
@@ -15,11 +16,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
+from urllib.parse import urlparse
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
-from crypto.metrics import HTTP_REQUEST_SECONDS
+from crypto.metrics import HTTP_REQUEST_SECONDS, method_label
 
 _context: ContextVar[dict[str, Any]] = ContextVar("log_context", default={})  # noqa: B039 (never mutated)
 
@@ -44,10 +46,12 @@ class ContextFilter(logging.Filter):
 
 
 def _secrets() -> list[str]:
-    names = ("COINGECKO_API_KEY", "COINPAPRIKA_API_KEY", "SECRET_KEY")
+    names = ("COINGECKO_API_KEY", "COINPAPRIKA_API_KEY", "SECRET_KEY", "METRICS_TOKEN")
     values = [str(getattr(settings, name, "") or "") for name in names]
     values.append(str(settings.DATABASES["default"].get("PASSWORD") or ""))
-    return [value for value in values if len(value) >= 6]
+    values.append((urlparse(settings.REDIS_URL).password or "") if settings.REDIS_URL else "")
+    values.append(os.environ.get("FLOWER_BASIC_AUTH", "").partition(":")[2])
+    return [value for value in values if len(value) >= 4]
 
 
 class RedactFilter(logging.Filter):
@@ -63,6 +67,12 @@ class RedactFilter(logging.Filter):
             cleaned = cleaned.replace(secret, "***")
         if cleaned != message:
             record.msg, record.args = cleaned, ()
+        if record.exc_info:
+            # Tracebacks are formatted after filters run: format this one here, redacted.
+            text = logging.Formatter().formatException(record.exc_info)
+            for secret in secrets:
+                text = text.replace(secret, "***")
+            record.exc_text, record.exc_info = text, None
         for key, value in list(record.__dict__.items()):
             if isinstance(value, str) and any(secret in value for secret in secrets):
                 for secret in secrets:
@@ -90,7 +100,7 @@ class RequestIdMiddleware:
             elapsed = time.perf_counter() - started
             match = request.resolver_match
             route = (match.view_name or match.route) if match else "unmatched"
-            HTTP_REQUEST_SECONDS.labels(request.method, route, str(response.status_code)).observe(elapsed)
+            HTTP_REQUEST_SECONDS.labels(method_label(request.method), route, str(response.status_code)).observe(elapsed)
             logger.info(
                 "request",
                 extra={

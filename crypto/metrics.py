@@ -8,6 +8,7 @@ files there and /metrics adds them up; without it, the metrics of the serving pr
 from __future__ import annotations
 
 import os
+import socket
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -18,7 +19,15 @@ from prometheus_client import (
     Histogram,
     generate_latest,
     multiprocess,
+    values,
 )
+
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    # Files are named by process id alone, and containers sharing the metrics volume each count
+    # their processes from 1: the host name keeps a gunicorn worker and a Celery child with the
+    # same pid from writing one file. (No "_": the collector splits file names on it.)
+    _HOST = socket.gethostname().replace("_", "-")
+    values.ValueClass = values.MultiProcessValue(lambda: f"{_HOST}-{os.getpid()}")
 
 HTTP_REQUEST_SECONDS = Histogram(
     "kasparro_http_request_duration_seconds",
@@ -38,12 +47,19 @@ UPSTREAM_CALLS = Counter(
     "kasparro_upstream_calls_total", "Upstream HTTP calls by outcome (status code or error)", ["upstream", "status"]
 )
 UPSTREAM_RETRIES = Counter("kasparro_upstream_retries_total", "Upstream calls retried", ["upstream"])
+TASK_RETRIES = Counter("kasparro_task_retries_total", "Ingestion tasks scheduled to run again", ["source"])
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 LAST_SUCCESS = Gauge(
     "kasparro_last_success_timestamp_seconds",
     "Unix time of the last successful run",
     ["source"],
     multiprocess_mode="max",
 )
+
+
+def method_label(method: str | None) -> str:
+    # Clients choose the method: a bounded label keeps them from minting series at will.
+    return method if method in HTTP_METHODS else "OTHER"
 
 
 def metrics_exposition() -> tuple[bytes, str]:

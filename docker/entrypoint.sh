@@ -36,11 +36,18 @@ case "$role" in
     exec celery -A kasparro -q beat --loglevel "${LOG_LEVEL:-INFO}" "$@"
     ;;
   flower)
-    if [ -z "${FLOWER_BASIC_AUTH:-}" ]; then
-      echo "FLOWER_BASIC_AUTH is not set (user:password): refusing to serve Flower without a login" >&2
+    # Flower can start and stop tasks and workers: never without a real login.
+    auth="${FLOWER_BASIC_AUTH:-}"
+    password="${auth#*:}"
+    if [ -z "$auth" ] || [ "$password" = "$auth" ]; then
+      echo "FLOWER_BASIC_AUTH is not set as user:password: refusing to serve Flower without a login" >&2
       exit 64
     fi
-    exec celery -A kasparro flower --address="${FLOWER_ADDRESS:-0.0.0.0}" --port="${FLOWER_PORT:-5555}" "$@"
+    if [ "${#password}" -lt 12 ] || [ "$password" = "change-me" ]; then
+      echo "FLOWER_BASIC_AUTH needs a password of 12 characters or more (not the example's)" >&2
+      exit 64
+    fi
+    exec celery -A kasparro flower --address="${FLOWER_ADDRESS:-0.0.0.0}" --port="${FLOWER_LISTEN_PORT:-5555}" "$@"
     ;;
   migrate)
     exec python manage.py migrate --noinput

@@ -110,11 +110,19 @@ if not SECRET_KEY:
             "python -c 'import secrets; print(secrets.token_urlsafe(50))' (make run writes one into .env)."
         )
     SECRET_KEY = "insecure-debug-only-key"  # noqa: S105 (debug mode only, never served as production)
-ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
+# Loopback stays allowed whatever the setting: the container healthcheck calls
+# http://127.0.0.1:8000/health from inside.
+ALLOWED_HOSTS = [
+    *env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "testserver"]),
+    "127.0.0.1",
+    "localhost",
+]
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
 # HTTPS hardening, off by default so plain-HTTP local runs work; a deployment behind TLS turns it on.
 SECURE_SSL_REDIRECT = _bool("DJANGO_SECURE_SSL_REDIRECT", False)
+# The healthcheck speaks plain HTTP to gunicorn inside the container: never redirect it.
+SECURE_REDIRECT_EXEMPT = [r"^health/?$"]
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = _bool("DJANGO_SECURE_COOKIES", False)
 SECURE_HSTS_SECONDS = _read("DJANGO_SECURE_HSTS_SECONDS", env.int, 0, lambda v: v >= 0, "0 or more seconds")
 SECURE_HSTS_INCLUDE_SUBDOMAINS = _bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
@@ -312,6 +320,8 @@ COINPAPRIKA_BASE_URL = _http_url("COINPAPRIKA_BASE_URL", "https://api.coinpaprik
 COINPAPRIKA_API_KEY = _secret("COINPAPRIKA_API_KEY")
 
 CSV_SOURCE_PATH = env.str("CSV_SOURCE_PATH", default="")
+# When set, GET /metrics needs `Authorization: Bearer <METRICS_TOKEN>` (Prometheus's bearer_token).
+METRICS_TOKEN = _secret("METRICS_TOKEN")
 # Rows per stored raw body when a CSV file is loaded (one raw row per chunk).
 CSV_CHUNK_ROWS = _positive_int("CSV_CHUNK_ROWS", 5000)
 

@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db import DatabaseError
 
 from crypto.log_context import log_context
+from crypto.metrics import TASK_RETRIES
 from crypto.models import IngestionRun
 from crypto.services.ingestion import ingestion_run
 from crypto.sources import SOURCE_NAMES
@@ -66,11 +67,13 @@ def _ingest(self: Task, *, source: str, trigger: str, retries: int) -> dict[str,
         # Not even the failure could be recorded: the database is away. Try again later.
         if not may_retry:
             raise
+        TASK_RETRIES.labels(source).inc()
         raise self.retry(exc=exc, countdown=retry_delay(retries=retries, retry_after=None)) from None
 
     if run.status == IngestionRun.Status.FAILED:
         error = IngestionFailed(f"{source} run #{run.pk} failed: {run.error}")
         if run.retry_scheduled:
+            TASK_RETRIES.labels(source).inc()
             raise self.retry(exc=error, countdown=retry_delay(retries=retries, retry_after=run.retry_after))
         raise error
     return {"run_id": run.pk, "source": source, "status": run.status, "rows_upserted": run.rows_upserted}

@@ -28,7 +28,7 @@ def test_database_has_a_volume_and_a_readiness_check() -> None:
     stack = compose()
     db = stack["services"]["db"]
     assert db["volumes"] == ["pgdata:/var/lib/postgresql/data"] and "pgdata" in stack["volumes"]
-    assert "pg_isready" in " ".join(db["healthcheck"]["test"])
+    assert "pg_isready -h 127.0.0.1" in " ".join(db["healthcheck"]["test"])
     assert stack["services"]["redis"]["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
 
 
@@ -52,6 +52,7 @@ def test_exactly_one_beat_and_flower_behind_basic_auth() -> None:
     services = compose()["services"]
     assert services["beat"]["deploy"]["replicas"] == 1
     assert services["flower"]["environment"]["FLOWER_BASIC_AUTH"].startswith("${FLOWER_BASIC_AUTH:?")
+    assert services["flower"]["ports"] == ["${FLOWER_BIND:-127.0.0.1}:${FLOWER_PORT:-5555}:5555"]
 
 
 def test_the_image_installs_dependencies_in_a_cached_layer_and_runs_as_non_root() -> None:

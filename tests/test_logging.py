@@ -74,3 +74,14 @@ def test_requests_get_an_id_on_their_log_line_and_response(json_lines: io.String
     assert (line["request_id"], line["path"], line["status"]) == ("req-123", "/stats", 200)
     generated = Client().get("/health", HTTP_X_REQUEST_ID="bad id with spaces")["X-Request-ID"]
     assert len(generated) == 32 and " " not in generated
+
+
+def test_a_secret_inside_a_traceback_is_redacted(settings, json_lines: io.StringIO) -> None:
+    settings.COINGECKO_API_KEY = SECRET
+    try:
+        raise RuntimeError(f"upstream said {SECRET}")
+    except RuntimeError:
+        logging.getLogger("anything").exception("it broke")
+    line = records(json_lines)[-1]
+    assert "RuntimeError: upstream said ***" in line["exc_info"]
+    assert SECRET not in json_lines.getvalue()

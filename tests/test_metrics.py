@@ -61,3 +61,20 @@ def test_a_failed_run_counts_as_failed_and_upserts_nothing(http: responses.Reque
     assert value(after, "kasparro_rows_upserted_total", source="coinpaprika") == value(
         before, "kasparro_rows_upserted_total", source="coinpaprika"
     )
+
+
+def test_metrics_can_require_a_bearer_token(settings) -> None:
+    settings.METRICS_TOKEN = "scrape-token-123"
+    assert Client().get("/metrics").status_code == 401
+    assert Client().get("/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code == 401
+    assert Client().get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-token-123").status_code == 200
+
+
+def test_made_up_http_methods_do_not_make_new_series() -> None:
+    Client().generic("FROBNICATE", "/nowhere")
+    metrics = scrape()
+    assert (
+        value(metrics, "kasparro_http_request_duration_seconds_count", method="OTHER", route="unmatched", status="404")
+        >= 1
+    )
+    assert not any(dict(labels).get("method") == "FROBNICATE" for _, labels in metrics)

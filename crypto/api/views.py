@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hmac
+
+from django.conf import settings
 from django.db import DatabaseError
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import status, viewsets
@@ -105,5 +108,8 @@ class StatsViewSet(viewsets.ViewSet):
 
 def metrics_view(request: HttpRequest) -> HttpResponse:
     """Prometheus text exposition of every process's metrics (see crypto/metrics.py)."""
+    token = settings.METRICS_TOKEN
+    if token and not hmac.compare_digest(request.headers.get("Authorization", ""), f"Bearer {token}"):
+        return JsonResponse({"detail": "Metrics need Authorization: Bearer <METRICS_TOKEN>."}, status=401)
     body, content_type = metrics_exposition()
     return HttpResponse(body, content_type=content_type)

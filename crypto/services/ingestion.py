@@ -138,6 +138,7 @@ def _run(
             _finish(run)
         except DatabaseError:
             logger.error("could not record the failed run", extra={"reason": run.error})
+            RUNS.labels(run.source, IngestionRun.Status.FAILED).inc()
             raise exc from None
         say(f"{source}: failed: {run.error}")
     _metrics_record(run)

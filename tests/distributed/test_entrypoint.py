@@ -29,9 +29,9 @@ def stack_env(celery_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
         "WEB_BIND": f"127.0.0.1:{free_port()}",
         "WEB_WORKERS": "2",
         "WORKER_CONCURRENCY": "1",
-        "FLOWER_BASIC_AUTH": "ops:compose-pass",
+        "FLOWER_BASIC_AUTH": "ops:compose-pass-0123",
         "FLOWER_ADDRESS": "127.0.0.1",
-        "FLOWER_PORT": str(free_port()),
+        "FLOWER_LISTEN_PORT": str(free_port()),
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
         # Applied by the web service's migrate, as in a deployment.
         "INGEST_INTERVAL_COINGECKO": "2",
@@ -81,9 +81,9 @@ def test_web_worker_beat_and_flower_from_the_entry_script_serve_and_ingest_end_t
     )
     assert requests.get(f"{web}/api/quotes/?page_size=1", timeout=5).json()["results"]
     assert requests.get(f"{web}/static/admin/css/base.css", timeout=5).status_code == 200, "whitenoise serves static"
-    flower = f"http://127.0.0.1:{stack_env['FLOWER_PORT']}"
+    flower = f"http://127.0.0.1:{stack_env['FLOWER_LISTEN_PORT']}"
     assert requests.get(flower, timeout=5).status_code == 401
-    assert requests.get(flower, auth=("ops", "compose-pass"), timeout=5).status_code == 200
+    assert requests.get(flower, auth=("ops", "compose-pass-0123"), timeout=5).status_code == 200
     # /metrics on a gunicorn worker adds up what the Celery worker process counted.
     metrics = requests.get(f"{web}/metrics", timeout=5).text
     runs = [
@@ -128,8 +128,19 @@ def _root_warning(line: str) -> bool:
     )
 
 
-def test_flower_refuses_to_start_without_basic_auth(celery_env: dict[str, str]) -> None:
+@pytest.mark.parametrize(
+    ("auth", "says"),
+    [
+        (None, "is not set as user:password"),
+        ("ops", "is not set as user:password"),
+        ("ops:change-me", "12 characters or more"),
+        ("ops:short", "12 characters or more"),
+    ],
+)
+def test_flower_refuses_to_start_without_a_real_login(celery_env: dict[str, str], auth: str | None, says: str) -> None:
     env = {key: value for key, value in celery_env.items() if key != "FLOWER_BASIC_AUTH"}
+    if auth is not None:
+        env["FLOWER_BASIC_AUTH"] = auth
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
     result = subprocess.run([ENTRYPOINT, "flower"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
-    assert result.returncode == 64 and "FLOWER_BASIC_AUTH is not set" in result.stderr
+    assert result.returncode == 64 and says in result.stderr
