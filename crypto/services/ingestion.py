@@ -19,7 +19,7 @@ from django.utils import timezone
 from crypto.log_context import log_context
 from crypto.metrics import LAST_SUCCESS, RECORDS_FETCHED, ROWS_UPSERTED, RUN_SECONDS, RUNS
 from crypto.models import IngestionRun
-from crypto.services.locks import advisory_xact_lock_try
+from crypto.services.locks import advisory_xact_lock_try, advisory_xact_lock_wait
 from crypto.services.storage import raw_body_store, records_upsert
 from crypto.sources import source_get
 from crypto.sources.base import Body, FetchContext, SourceError, canonical_json, without_nul
@@ -84,6 +84,7 @@ def ingestion_run(
     progress: Progress | None = None,
     client: HttpClient | None = None,
     retry_allowed: bool = False,
+    wait_for_lock: bool = False,
 ) -> IngestionRun:
     """Run one ingestion of `source` now (or load a saved body from `file`) and return the run.
 
@@ -94,17 +95,35 @@ def ingestion_run(
     say = progress or (lambda message: None)
     run = IngestionRun.objects.create(source=source, trigger=trigger, task_id=task_id)
     with log_context(run_id=run.pk, source=source, trigger=trigger):
-        return _run(run=run, module=module, file=file, say=say, client=client, retry_allowed=retry_allowed)
+        return _run(
+            run=run,
+            module=module,
+            file=file,
+            say=say,
+            client=client,
+            retry_allowed=retry_allowed,
+            wait_for_lock=wait_for_lock,
+        )
 
 
 def _run(
-    *, run: IngestionRun, module: Any, file: str | None, say: Progress, client: HttpClient | None, retry_allowed: bool
+    *,
+    run: IngestionRun,
+    module: Any,
+    file: str | None,
+    say: Progress,
+    client: HttpClient | None,
+    retry_allowed: bool,
+    wait_for_lock: bool,
 ) -> IngestionRun:
     source = run.source
     logger.info("ingestion run started")
     try:
         with transaction.atomic():
-            if not advisory_xact_lock_try(name=f"ingest:{source}"):
+            if wait_for_lock:
+                # A backfill must load every file: it waits its turn rather than skip one.
+                advisory_xact_lock_wait(name=f"ingest:{source}")
+            elif not advisory_xact_lock_try(name=f"ingest:{source}"):
                 raise AlreadyRunning(f"{source} is already being ingested by another run; this one wrote nothing")
             _abandoned_runs_close(source=source, current=run)
             bodies: Iterator[Body] = (

@@ -22,3 +22,11 @@ def advisory_xact_lock_try(*, name: str) -> bool:
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", [_NAMESPACE, zlib.crc32(name.encode()) - 2**31])
         return bool(cursor.fetchone()[0])
+
+
+def advisory_xact_lock_wait(*, name: str) -> None:
+    """Take the same lock, waiting for a run that holds it to finish (for maintenance work)."""
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_NAMESPACE, zlib.crc32(name.encode()) - 2**31])

@@ -9,6 +9,7 @@ reasons on stderr.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from django.conf import settings
@@ -16,8 +17,10 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from crypto.models import IngestionRun
 from crypto.selectors import task_runs_wait
+from crypto.services.backfill import BackfillProgress, backfill_paths, backfill_run
 from crypto.services.ingestion import ingestion_run
 from crypto.sources import SOURCE_NAMES
+from crypto.sources.base import SourceError
 
 
 class Command(BaseCommand):
@@ -33,8 +36,9 @@ class Command(BaseCommand):
         parser.add_argument(
             "--file",
             metavar="PATH",
-            help="load a saved upstream body (JSON, or CSV for --source csv) through the "
-            "same pipeline instead of fetching",
+            help="load saved upstream bodies (JSON, or CSV for --source csv; gzip too) through the same "
+            "pipeline instead of fetching: a file, a folder or a quoted glob, oldest first, one run per file; "
+            "started again it skips what was loaded",
         )
         parser.add_argument(
             "--fallback-file",
@@ -82,6 +86,10 @@ class Command(BaseCommand):
             if file:
                 raise CommandError("--file cannot be combined with --async: the workers may not see this file")
             self._summary(self._enqueue(sources, wait=options["wait"], timeout=options["timeout"]))
+            return
+
+        if file:
+            self._backfill(source, file)
             return
 
         runs = []
@@ -181,3 +189,47 @@ class Command(BaseCommand):
                 "(celery -A kasparro worker)?"
             )
         return list(runs.values())
+
+    def _backfill(self, source: str, target: str) -> None:
+        try:
+            files = backfill_paths(source=source, target=target)
+        except SourceError as exc:
+            raise CommandError(str(exc)) from None
+        if len(files) == 1:
+            self.stdout.write(f"{source}: loading {files[0]} ...")
+        else:
+            self.stdout.write(f"{source}: loading {len(files)} files from {target}, oldest first ...")
+
+        def on_file(progress: BackfillProgress, run: IngestionRun) -> None:
+            if len(files) == 1:
+                return
+            eta = progress.eta_seconds
+            self.stderr.write(
+                f"\r  files {progress.files_done}/{progress.files_total}  records {progress.records:,}  "
+                f"{progress.records_per_second:,.0f} records/s  ETA {'-' if eta is None else f'{eta:.0f}s'}   ",
+                ending="",
+            )
+            if run.status == IngestionRun.Status.FAILED:
+                self.stderr.write(f"\n  {source}: {run.error}")
+
+        progress = backfill_run(source=source, files=files, on_file=on_file)
+        if len(files) > 1:
+            self.stderr.write("")
+        runs = progress.runs
+        for run in runs:
+            for problem in run.problems[:20]:
+                self.stderr.write(f"  {source}: rejected {problem}")
+        if len(runs) == 1:
+            self._summary(runs)
+        else:
+            count = {status: sum(r.status == status for r in runs) for status in IngestionRun.Status.values}
+            self.stdout.write(
+                f"\n{source}: {len(runs)} files, {progress.records:,} records in "
+                f"{time.monotonic() - progress.started:.1f}s ({progress.records_per_second:,.0f} records/s): "
+                f"{count['succeeded']} succeeded ({sum(r.raw_stored for r in runs)} bodies stored, "
+                f"{sum(r.raw_duplicates for r in runs)} already loaded), {count['failed']} failed, "
+                f"{count['skipped']} skipped; {sum(r.rows_upserted for r in runs):,} rows upserted"
+            )
+        failed = [run for run in runs if run.status == IngestionRun.Status.FAILED]
+        if failed:
+            raise CommandError("\n".join(f"{source} failed (run #{run.pk}): {run.error}" for run in failed))

@@ -1,0 +1,157 @@
+"""Backfill from saved bodies (file, folder, glob, gzip) and rebuilding normalized rows from raw."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+from io import StringIO
+from pathlib import Path
+
+import orjson
+import pytest
+import responses
+from django.core.management import CommandError, call_command
+
+from crypto.models import Asset, IngestionRun, MarketQuote, RawCryptoData
+from crypto.services.ingestion import ingestion_run
+from tests.conftest import GECKO_PAGE, GECKO_SMALL, PAPRIKA, UPSTREAM, mock_gecko_two_pages, mock_paprika, upstream_json
+
+pytestmark = pytest.mark.django_db
+
+
+def archive(folder: Path, count: int = 4) -> list[Path]:
+    """Daily CoinPaprika bodies derived from the recorded one: shifted prices and times, some gzipped."""
+    folder.mkdir(exist_ok=True)
+    base = upstream_json(PAPRIKA)
+    assert isinstance(base, list)
+    paths = []
+    for day in range(count):
+        body = [dict(t, last_updated=f"2023-08-{11 + day:02d}T08:09:18Z") for t in base[:50]]
+        path = folder / (f"tickers-{day}.json" + (".gz" if day % 2 else ""))
+        data = orjson.dumps(body)
+        path.write_bytes(gzip.compress(data) if day % 2 else data)
+        os.utime(path, (1_700_000_000 + day * 86_400,) * 2)  # oldest first by modification time
+        paths.append(path)
+    return paths
+
+
+def ingest(*args: str) -> tuple[str, str]:
+    out, err = StringIO(), StringIO()
+    call_command("ingest", *args, stdout=out, stderr=err)
+    return out.getvalue(), err.getvalue()
+
+
+def test_a_folder_loads_every_body_oldest_first_gzip_included_with_progress(tmp_path: Path) -> None:
+    archive(tmp_path / "saved")
+    out, err = ingest("--source", "coinpaprika", "--file", str(tmp_path / "saved"))
+    assert "loading 4 files" in out and "4 succeeded (4 bodies stored, 0 already loaded)" in out
+    assert "files 4/4" in err and "records/s" in err and "ETA" in err
+    assert RawCryptoData.objects.count() == 4 and MarketQuote.objects.count() == 200
+    fetched = list(RawCryptoData.objects.order_by("id").values_list("fetched_at", flat=True))
+    assert fetched == sorted(fetched), "loaded in timestamp order"
+
+
+def test_a_glob_selects_files(tmp_path: Path) -> None:
+    archive(tmp_path / "saved")
+    ingest("--source", "coinpaprika", "--file", str(tmp_path / "saved" / "*.gz"))
+    assert RawCryptoData.objects.count() == 2
+
+
+def test_an_interrupted_backfill_resumes_without_loading_anything_twice(tmp_path: Path) -> None:
+    paths = archive(tmp_path / "saved")
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    for path in paths[:2]:
+        shutil.copy2(path, partial / path.name)
+    ingest("--source", "coinpaprika", "--file", str(partial))  # "interrupted" after two files
+    out, _ = ingest("--source", "coinpaprika", "--file", str(tmp_path / "saved"))
+    assert "2 bodies stored, 2 already loaded" in out
+    assert RawCryptoData.objects.count() == 4 and MarketQuote.objects.count() == 200
+
+
+def test_a_bad_file_fails_its_own_run_and_the_command_but_not_the_others(tmp_path: Path) -> None:
+    archive(tmp_path / "saved", count=2)
+    (tmp_path / "saved" / "broken.json").write_text('{"error": "rate limited"}')
+    with pytest.raises(CommandError, match="coinpaprika failed .*JSON list of tickers"):
+        ingest("--source", "coinpaprika", "--file", str(tmp_path / "saved"))
+    assert RawCryptoData.objects.count() == 2
+
+
+def test_a_target_with_nothing_to_load_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(CommandError, match="no such file or folder"):
+        ingest("--source", "coingecko", "--file", str(tmp_path / "missing"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CommandError, match="no saved bodies"):
+        ingest("--source", "coingecko", "--file", str(tmp_path / "empty"))
+
+
+def normalized() -> list[tuple]:
+    return sorted(
+        MarketQuote.objects.values_list(
+            "asset__source",
+            "asset__upstream_id",
+            "asset__symbol",
+            "last_updated",
+            "price_usd",
+            "market_cap_usd",
+            "volume_24h_usd",
+            "market_cap_rank",
+            "max_supply",
+            "raw__content_hash",
+        )
+    )
+
+
+def test_renormalize_rebuilds_exactly_what_live_ingestion_produced(http: responses.RequestsMock) -> None:
+    mock_gecko_two_pages(http)
+    mock_paprika(http)
+    for source in ("coingecko", "coinpaprika"):
+        assert ingestion_run(source=source, trigger="cli").status == "succeeded"
+    ingestion_run(source="csv", trigger="file", file=str(UPSTREAM / "coingecko_markets_csv_Global-rd.csv"))
+    live = normalized()
+    MarketQuote.objects.all().delete()
+    Asset.objects.all().delete()
+
+    out = StringIO()
+    call_command("renormalize", "--batch", "2", stdout=out, stderr=StringIO())
+    assert normalized() == live
+    assert "Renormalized 4 bodies, 3,100 records" in out.getvalue()
+    assert not IngestionRun.objects.filter(status="failed").exists()
+
+
+def test_renormalize_can_limit_to_a_source_and_a_date(tmp_path: Path) -> None:
+    for name in (GECKO_PAGE, GECKO_SMALL):
+        ingestion_run(source="coingecko", trigger="file", file=str(UPSTREAM / name))
+    MarketQuote.objects.all().delete()
+    out = StringIO()
+    call_command("renormalize", "--source", "coinpaprika", stdout=out, stderr=StringIO())
+    assert "Renormalized 0 bodies" in out.getvalue() and MarketQuote.objects.count() == 0
+    call_command("renormalize", "--source", "coingecko", "--since", "2000-01-01", stdout=out, stderr=StringIO())
+    assert MarketQuote.objects.count() == 350
+    with pytest.raises(CommandError, match="expected an ISO 8601 date"):
+        call_command("renormalize", "--since", "last tuesday", stdout=out, stderr=StringIO())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_processes_backfilling_the_same_archive_load_one_copy_of_everything(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from django.db import connection
+
+    from tests.conftest import database_url
+
+    archive(tmp_path / "saved", count=6)
+    env = {**os.environ, "DATABASE_URL": database_url(connection.settings_dict)}
+    command = [sys.executable, "manage.py", "ingest", "--source", "coinpaprika", "--file", str(tmp_path / "saved")]
+    root = Path(__file__).resolve().parents[1]
+    both = [
+        subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    outputs = [proc.communicate(timeout=180) for proc in both]
+    assert [proc.returncode for proc in both] == [0, 0], outputs
+    assert RawCryptoData.objects.count() == 6 and MarketQuote.objects.count() == 300
+    stored = sum(run.raw_stored for run in IngestionRun.objects.filter(status="succeeded"))
+    assert stored == 6 and IngestionRun.objects.filter(status="succeeded").count() == 12
