@@ -168,6 +168,21 @@ def _percent() -> models.DecimalField:
     return models.DecimalField(max_digits=24, decimal_places=8, null=True, blank=True)
 
 
+# The value columns of a quote, in the order the API shows them.
+QUOTE_VALUE_FIELDS = [
+    "price_usd",
+    "market_cap_usd",
+    "volume_24h_usd",
+    "market_cap_rank",
+    "circulating_supply",
+    "total_supply",
+    "max_supply",
+    "price_change_24h_usd",
+    "price_change_pct_24h",
+    "market_cap_change_pct_24h",
+]
+
+
 class MarketQuote(models.Model):
     """One observation of an asset: its market data at the upstream's `last_updated`, in USD.
     NULL is "upstream had no value"; nothing unknown is stored as 0."""

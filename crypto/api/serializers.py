@@ -9,7 +9,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from crypto.models import Asset, IngestionRun, MarketQuote, RawCryptoData, Source
+from crypto.models import QUOTE_VALUE_FIELDS, Asset, IngestionRun, MarketQuote, RawCryptoData, Source
 
 
 class PlainDecimalField(serializers.DecimalField):
@@ -63,16 +63,7 @@ class QuoteSerializer(serializers.ModelSerializer):
             "symbol",
             "name",
             "last_updated",
-            "price_usd",
-            "market_cap_usd",
-            "volume_24h_usd",
-            "market_cap_rank",
-            "circulating_supply",
-            "total_supply",
-            "max_supply",
-            "price_change_24h_usd",
-            "price_change_pct_24h",
-            "market_cap_change_pct_24h",
+            *QUOTE_VALUE_FIELDS,
             "raw",
             "ingested_at",
         ]

@@ -11,21 +11,8 @@ from datetime import datetime
 from django.db.models import F, Value
 from django.db.models.functions import Coalesce, Greatest, Least
 
-from crypto.models import Asset, IngestionRun, MarketQuote, RawCryptoData, RunBody, SourceTotals
+from crypto.models import QUOTE_VALUE_FIELDS, Asset, IngestionRun, MarketQuote, RawCryptoData, RunBody, SourceTotals
 from crypto.sources.base import Body, Record, canonical_json
-
-QUOTE_VALUE_FIELDS = [
-    "price_usd",
-    "market_cap_usd",
-    "volume_24h_usd",
-    "market_cap_rank",
-    "circulating_supply",
-    "total_supply",
-    "max_supply",
-    "price_change_24h_usd",
-    "price_change_pct_24h",
-    "market_cap_change_pct_24h",
-]
 
 
 def content_hash(data: object) -> str:
