@@ -42,7 +42,9 @@ class SharedRateLimiter:
         # window turns can arrive a few milliseconds later, inside the upstream's window.
         self.item = RateLimitItemPerSecond(calls, window_seconds + 1, namespace="kasparro-upstream")
         self.limiter = MovingWindowRateLimiter(storage_from_string(_limits_url(storage_url)))
-        self.max_wait = max_wait if max_wait is not None else 2.0 * window_seconds
+        # Several processes compete for the same slots, so one may wait a few windows; the task's
+        # soft time limit bounds the wait in the end, this only turns endless starvation into an error.
+        self.max_wait = max_wait if max_wait is not None else 10.0 * (window_seconds + 1)
         self.sleep = sleep
 
     def acquire(self) -> None:
