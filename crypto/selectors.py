@@ -88,7 +88,8 @@ def broker_status() -> dict[str, Any]:
     ping waits for replies, and /health is polled often)."""
     if not settings.REDIS_URL:
         return {"status": "not_configured", "detail": "no REDIS_URL: tasks run in the calling process"}
-    cached = cache.get("health:broker") if _cache_usable() else None
+    cache_usable = _cache_usable()
+    cached = cache.get("health:broker") if cache_usable else None
     if cached is not None:
         return cast(dict[str, Any], cached)
     from kasparro.celery import app
@@ -101,7 +102,7 @@ def broker_status() -> dict[str, Any]:
         status = {"status": "ok", "workers": workers}
     except Exception as exc:  # any failure to reach the broker is "down", said with its reason
         status = {"status": "down", "error": f"{type(exc).__name__}: {exc}"[:300], "workers": []}
-    if status["status"] == "ok" and _cache_usable():
+    if status["status"] == "ok" and cache_usable:
         cache.set("health:broker", status, BROKER_CACHE_SECONDS)
     return status
 

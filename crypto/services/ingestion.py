@@ -7,7 +7,6 @@ with the reason. A transaction-scoped advisory lock keeps one run per source at 
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -22,7 +21,7 @@ from crypto.models import IngestionRun
 from crypto.services.locks import advisory_xact_lock_try, advisory_xact_lock_wait
 from crypto.services.storage import raw_body_store, records_upsert
 from crypto.sources import source_get
-from crypto.sources.base import Body, FetchContext, SourceError, canonical_json, without_nul
+from crypto.sources.base import Body, FetchContext, SourceError
 from crypto.sources.http import HttpClient, UpstreamError
 from crypto.sources.ratelimit import SharedRateLimiter
 
@@ -169,10 +168,9 @@ def _run(
 
 
 def _body_ingest(*, run: IngestionRun, module: object, body: Body, say: Progress) -> None:
-    if b"\\u0000" in canonical_json(body.data):
-        body = dataclasses.replace(body, data=without_nul(body.data))
-        say(f"{run.source}: body {body.position}: NUL characters removed (the database cannot store them)")
     stored = raw_body_store(source=run.source, body=body, run=run)
+    if stored.nul_removed:
+        say(f"{run.source}: body {body.position}: NUL characters removed (the database cannot store them)")
     run.records_fetched += body.record_count
     if not stored.created:
         # Same content as a stored body: its rows are already in, from the run that stored it.
@@ -183,7 +181,7 @@ def _body_ingest(*, run: IngestionRun, module: object, body: Body, say: Progress
         )
         return
     run.raw_stored += 1
-    parsed = module.parse(data=body.data)  # type: ignore[attr-defined]
+    parsed = module.parse(data=stored.data)  # type: ignore[attr-defined]
     upserted = records_upsert(source=run.source, records=parsed.records, raw=stored.raw, default_time=body.fetched_at)
     run.rows_upserted += upserted
     run.records_rejected += len(parsed.problems)

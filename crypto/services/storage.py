@@ -7,33 +7,39 @@ import dataclasses
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from django.db.models import F, Value
 from django.db.models.functions import Coalesce, Greatest, Least
 
 from crypto.models import QUOTE_VALUE_FIELDS, Asset, IngestionRun, MarketQuote, RawCryptoData, RunBody, SourceTotals
-from crypto.sources.base import Body, Record, canonical_json
-
-
-def content_hash(data: object) -> str:
-    return hashlib.sha256(canonical_json(data)).hexdigest()
+from crypto.sources.base import Body, Record, canonical_json, without_nul
 
 
 @dataclass(frozen=True)
 class StoredBody:
     raw: RawCryptoData
     created: bool
+    data: Any  # the body as stored, what parsing must read
+    nul_removed: bool
 
 
 def raw_body_store(*, source: str, body: Body, run: IngestionRun) -> StoredBody:
     """Store a body unless the same content is already stored for this source, and link it to
     the run either way (the run's dataset includes bodies it fetched that were not new)."""
-    digest = content_hash(body.data)
+    # One canonical serialization (a 2 MB body takes milliseconds) serves the NUL check and the hash.
+    data, canonical = body.data, canonical_json(body.data)
+    nul_removed = b"\\u0000" in canonical
+    if nul_removed:
+        # PostgreSQL text and jsonb cannot hold NUL; one would otherwise fail the whole run.
+        data = without_nul(data)
+        canonical = canonical_json(data)
+    digest = hashlib.sha256(canonical).hexdigest()
     raw, created = RawCryptoData.objects.get_or_create(
         source=source,
         content_hash=digest,
         defaults={
-            "data": body.data,
+            "data": data,
             "fetched_at": body.fetched_at,
             "record_count": body.record_count,
             "request": body.request[:2000],
@@ -44,7 +50,7 @@ def raw_body_store(*, source: str, body: Body, run: IngestionRun) -> StoredBody:
     if created:
         source_totals_add(source=source, records=body.record_count, fetched_at=body.fetched_at)
     RunBody.objects.get_or_create(run=run, raw=raw, defaults={"position": body.position, "fetched_at": body.fetched_at})
-    return StoredBody(raw=raw, created=created)
+    return StoredBody(raw=raw, created=created, data=data, nul_removed=nul_removed)
 
 
 def records_upsert(*, source: str, records: list[Record], raw: RawCryptoData, default_time: datetime) -> int:

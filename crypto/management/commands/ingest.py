@@ -85,7 +85,9 @@ class Command(BaseCommand):
         if options["run_async"]:
             if file:
                 raise CommandError("--file cannot be combined with --async: the workers may not see this file")
-            self._summary(self._enqueue(sources, wait=options["wait"], timeout=options["timeout"]))
+            waited = self._enqueue(sources, wait=options["wait"], timeout=options["timeout"])
+            self._summary(waited)
+            self._fail_if_any(waited)
             return
 
         if file:
@@ -109,16 +111,11 @@ class Command(BaseCommand):
                     file=fallbacks[name],
                     progress=self._progress,
                 )
-            for problem in run.problems[:20]:
-                self.stderr.write(f"  {name}: rejected {problem}")
-            if run.records_rejected > 20:
-                self.stderr.write(
-                    f"  {name}: ... and {run.records_rejected - 20} more rejected records "
-                    f"(see run #{run.pk} in the admin)"
-                )
+            self._report_rejected(run)
             runs.append(run)
 
         self._summary(runs)
+        self._fail_if_any(runs)
 
     def _summary(self, runs: list[IngestionRun]) -> None:
         if not runs:
@@ -141,9 +138,21 @@ class Command(BaseCommand):
                     f"{run.duration_seconds or 0:>8.2f}"
                 )
             )
+
+    @staticmethod
+    def _fail_if_any(runs: list[IngestionRun]) -> None:
         failed = [run for run in runs if run.status == IngestionRun.Status.FAILED]
         if failed:
             raise CommandError("\n".join(f"{run.source} failed (run #{run.pk}): {run.error}" for run in failed))
+
+    def _report_rejected(self, run: IngestionRun) -> None:
+        for problem in run.problems[:20]:
+            self.stderr.write(f"  {run.source}: rejected {problem}")
+        if run.records_rejected > 20:
+            self.stderr.write(
+                f"  {run.source}: ... and {run.records_rejected - 20} more rejected records "
+                f"(see run #{run.pk} in the admin)"
+            )
 
     def _progress(self, message: str) -> None:
         self.stdout.write(f"  {message}")
@@ -217,8 +226,7 @@ class Command(BaseCommand):
             self.stderr.write("")
         runs = progress.runs
         for run in runs:
-            for problem in run.problems[:20]:
-                self.stderr.write(f"  {source}: rejected {problem}")
+            self._report_rejected(run)
         if len(runs) == 1:
             self._summary(runs)
         else:
@@ -230,6 +238,4 @@ class Command(BaseCommand):
                 f"{sum(r.raw_duplicates for r in runs)} already loaded), {count['failed']} failed, "
                 f"{count['skipped']} skipped; {sum(r.rows_upserted for r in runs):,} rows upserted"
             )
-        failed = [run for run in runs if run.status == IngestionRun.Status.FAILED]
-        if failed:
-            raise CommandError("\n".join(f"{source} failed (run #{run.pk}): {run.error}" for run in failed))
+        self._fail_if_any(runs)
