@@ -177,12 +177,14 @@ def _body_ingest(*, run: IngestionRun, module: object, body: Body, say: Progress
         run.raw_duplicates += 1
         say(
             f"{run.source}: body {body.position}: {body.record_count} records, unchanged since "
-            f"body #{stored.raw.pk}, skipped"
+            f"body #{stored.raw_id}, skipped"
         )
         return
     run.raw_stored += 1
     parsed = module.parse(data=stored.data)  # type: ignore[attr-defined]
-    upserted = records_upsert(source=run.source, records=parsed.records, raw=stored.raw, default_time=body.fetched_at)
+    upserted = records_upsert(
+        source=run.source, records=parsed.records, raw_id=stored.raw_id, default_time=body.fetched_at
+    )
     run.rows_upserted += upserted
     run.records_rejected += len(parsed.problems)
     room = PROBLEMS_KEPT - len(run.problems)

@@ -52,7 +52,7 @@ def renormalize_run(
             for raw in RawCryptoData.objects.filter(pk__in=[pk for pk, _ in batch]).order_by("id"):
                 parsed = source_get(name=raw.source).parse(data=raw.data)
                 progress.rows_upserted += records_upsert(
-                    source=raw.source, records=parsed.records, raw=raw, default_time=raw.fetched_at
+                    source=raw.source, records=parsed.records, raw_id=raw.pk, default_time=raw.fetched_at
                 )
                 progress.records += raw.record_count
                 progress.rejected += len(parsed.problems)

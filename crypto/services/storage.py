@@ -1,5 +1,8 @@
 """Writes of one body: the raw row (once per content), and the normalized rows (upserted on their
-natural keys). Callers run these inside the run's transaction."""
+natural keys). Callers run these inside the run's transaction.
+
+On PostgreSQL the writes go through crypto/services/bulk.py (COPY and set-based upserts); the ORM
+code here is the portable path, used with SQLite by the local quickstart."""
 
 from __future__ import annotations
 
@@ -9,16 +12,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from django.db import connection
 from django.db.models import F, Value
 from django.db.models.functions import Coalesce, Greatest, Least
 
 from crypto.models import QUOTE_VALUE_FIELDS, Asset, IngestionRun, MarketQuote, RawCryptoData, RunBody, SourceTotals
+from crypto.services import bulk
 from crypto.sources.base import Body, Record, canonical_json, without_nul
 
 
 @dataclass(frozen=True)
 class StoredBody:
-    raw: RawCryptoData
+    raw_id: int
     created: bool
     data: Any  # the body as stored, what parsing must read
     nul_removed: bool
@@ -35,25 +40,41 @@ def raw_body_store(*, source: str, body: Body, run: IngestionRun) -> StoredBody:
         data = without_nul(data)
         canonical = canonical_json(data)
     digest = hashlib.sha256(canonical).hexdigest()
-    raw, created = RawCryptoData.objects.get_or_create(
-        source=source,
-        content_hash=digest,
-        defaults={
-            "data": data,
-            "fetched_at": body.fetched_at,
-            "record_count": body.record_count,
-            "request": body.request[:2000],
-            "position": body.position,
-            "run": run,
-        },
-    )
+    request = body.request[:2000]
+    if connection.vendor == "postgresql":
+        raw_id, created = bulk.raw_insert(
+            source=source,
+            canonical=canonical,
+            content_hash=digest,
+            fetched_at=body.fetched_at,
+            record_count=body.record_count,
+            request=request,
+            position=body.position,
+            run_id=run.pk,
+        )
+    else:
+        raw, created = RawCryptoData.objects.get_or_create(
+            source=source,
+            content_hash=digest,
+            defaults={
+                "data": data,
+                "run": run,
+                "fetched_at": body.fetched_at,
+                "record_count": body.record_count,
+                "request": request,
+                "position": body.position,
+            },
+        )
+        raw_id = raw.pk
     if created:
         source_totals_add(source=source, records=body.record_count, fetched_at=body.fetched_at)
-    RunBody.objects.get_or_create(run=run, raw=raw, defaults={"position": body.position, "fetched_at": body.fetched_at})
-    return StoredBody(raw=raw, created=created, data=data, nul_removed=nul_removed)
+    RunBody.objects.get_or_create(
+        run=run, raw_id=raw_id, defaults={"position": body.position, "fetched_at": body.fetched_at}
+    )
+    return StoredBody(raw_id=raw_id, created=created, data=data, nul_removed=nul_removed)
 
 
-def records_upsert(*, source: str, records: list[Record], raw: RawCryptoData, default_time: datetime) -> int:
+def records_upsert(*, source: str, records: list[Record], raw_id: int, default_time: datetime) -> int:
     """Upsert assets and quotes on their natural keys; returns the number of quote rows written.
 
     Within one statement a key may appear only once (PostgreSQL refuses to update a row twice in
@@ -61,6 +82,8 @@ def records_upsert(*, source: str, records: list[Record], raw: RawCryptoData, de
     """
     if not records:
         return 0
+    if connection.vendor == "postgresql":
+        return bulk.records_copy_upsert(source=source, records=records, raw_id=raw_id, default_time=default_time)
     latest: dict[tuple[str, datetime], Record] = {}
     names: dict[str, Record] = {}
     for record in records:
@@ -84,7 +107,7 @@ def records_upsert(*, source: str, records: list[Record], raw: RawCryptoData, de
             asset_id=asset_ids[uid],
             source=source,
             last_updated=when,
-            raw=raw,
+            raw_id=raw_id,
             **{name: getattr(record, name) for name in QUOTE_VALUE_FIELDS},
         )
         for (uid, when), record in latest.items()
