@@ -45,6 +45,7 @@ test: install-dev
 # Benchmarks print ratios measured in one run (see bench/); they need PostgreSQL, like the tests.
 bench: install-dev
 	scripts/with-services.sh $(BIN)/python bench/api_bench.py --verbose
+	scripts/with-services.sh $(BIN)/python bench/backfill_bench.py
 
 lint: install-dev
 	$(BIN)/ruff check .

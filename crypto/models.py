@@ -133,6 +133,28 @@ class RunBody(models.Model):
         return f"run #{self.run_id} body #{self.raw_id}"
 
 
+class LoadedFile(models.Model):
+    """A saved body file that a run loaded, known by the sha256 of its bytes: a backfill started
+    again skips it without parsing it. Written in the run's transaction, so a file whose run failed
+    is not marked. Only a shortcut: bodies are still stored once per content hash."""
+
+    source = models.CharField(max_length=16, choices=Source.choices)
+    digest = models.CharField(max_length=64, help_text="sha256 of the file's bytes")
+    path = models.CharField(max_length=2000, help_text="where it was loaded from")
+    size = models.PositiveBigIntegerField()
+    records = models.PositiveIntegerField(default=0)
+    run = models.ForeignKey(IngestionRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="files")
+    loaded_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "loaded_file"
+        ordering = ["-loaded_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["source", "digest"], name="loaded_file_unique_source_digest")]
+
+    def __str__(self) -> str:
+        return f"{self.source} file {self.path}"
+
+
 class Asset(models.Model):
     """An asset as one source identifies it. Keyed on the upstream id, never the symbol."""
 
@@ -187,7 +209,8 @@ class MarketQuote(models.Model):
     """One observation of an asset: its market data at the upstream's `last_updated`, in USD.
     NULL is "upstream had no value"; nothing unknown is stored as 0."""
 
-    asset = models.ForeignKey(Asset, on_delete=models.CASCADE, related_name="quotes")
+    # No index of its own: the unique (asset, last_updated) index serves lookups by asset.
+    asset = models.ForeignKey(Asset, on_delete=models.CASCADE, related_name="quotes", db_index=False)
     source = models.CharField(max_length=16, choices=Source.choices)
     last_updated = models.DateTimeField()
     price_usd = _price()

@@ -13,7 +13,7 @@ import pytest
 import responses
 from django.core.management import CommandError, call_command
 
-from crypto.models import Asset, IngestionRun, MarketQuote, RawCryptoData
+from crypto.models import Asset, IngestionRun, LoadedFile, MarketQuote, RawCryptoData
 from crypto.services.ingestion import ingestion_run
 from tests.conftest import GECKO_PAGE, GECKO_SMALL, PAPRIKA, UPSTREAM, mock_gecko_two_pages, mock_paprika, upstream_json
 
@@ -45,7 +45,7 @@ def ingest(*args: str) -> tuple[str, str]:
 def test_a_folder_loads_every_body_oldest_first_gzip_included_with_progress(tmp_path: Path) -> None:
     archive(tmp_path / "saved")
     out, err = ingest("--source", "coinpaprika", "--file", str(tmp_path / "saved"))
-    assert "loading 4 files" in out and "4 succeeded (4 bodies stored, 0 already loaded)" in out
+    assert "loading 4 files" in out and "4 succeeded (4 bodies stored, 0 already stored)" in out
     assert "files 4/4" in err and "records/s" in err and "ETA" in err
     assert RawCryptoData.objects.count() == 4 and MarketQuote.objects.count() == 200
     fetched = list(RawCryptoData.objects.order_by("id").values_list("fetched_at", flat=True))
@@ -66,8 +66,34 @@ def test_an_interrupted_backfill_resumes_without_loading_anything_twice(tmp_path
         shutil.copy2(path, partial / path.name)
     ingest("--source", "coinpaprika", "--file", str(partial))  # "interrupted" after two files
     out, _ = ingest("--source", "coinpaprika", "--file", str(tmp_path / "saved"))
-    assert "2 bodies stored, 2 already loaded" in out
+    assert "2 files already loaded, skipped; 2 succeeded (2 bodies stored, 0 already stored)" in out
     assert RawCryptoData.objects.count() == 4 and MarketQuote.objects.count() == 200
+    out, _ = ingest("--source", "coinpaprika", "--file", str(tmp_path / "saved"))
+    assert "4 files already loaded, skipped; 0 succeeded" in out
+
+
+def test_a_file_already_loaded_is_known_by_its_bytes_wherever_it_lies(tmp_path: Path) -> None:
+    [path] = archive(tmp_path / "saved", count=1)
+    ingest("--source", "coinpaprika", "--file", str(path))
+    moved = tmp_path / "elsewhere.json"
+    shutil.copy(path, moved)
+    out, _ = ingest("--source", "coinpaprika", "--file", str(moved))
+    assert "already loaded on" in out and IngestionRun.objects.count() == 1
+    loaded = LoadedFile.objects.get()
+    assert loaded.path == str(path) and loaded.records == 50 and loaded.run == IngestionRun.objects.get()
+    # The same content re-formatted is a different file but the same body: stored once, by content hash.
+    moved.write_bytes(orjson.dumps(orjson.loads(path.read_bytes()), option=orjson.OPT_INDENT_2))
+    ingest("--source", "coinpaprika", "--file", str(moved))
+    assert IngestionRun.objects.order_by("id").last().raw_duplicates == 1
+    assert RawCryptoData.objects.count() == 1 and LoadedFile.objects.count() == 2
+
+
+def test_a_file_whose_run_failed_is_not_marked_loaded(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('[{"id": "btc-bitcoin", "quotes": {"USD": {"price": 1}}, "rank": -1}]')
+    with pytest.raises(CommandError):
+        ingest("--source", "coinpaprika", "--file", str(bad))
+    assert not LoadedFile.objects.exists()
 
 
 def test_a_bad_file_fails_its_own_run_and_the_command_but_not_the_others(tmp_path: Path) -> None:
@@ -154,4 +180,6 @@ def test_two_processes_backfilling_the_same_archive_load_one_copy_of_everything(
     assert [proc.returncode for proc in both] == [0, 0], outputs
     assert RawCryptoData.objects.count() == 6 and MarketQuote.objects.count() == 300
     stored = sum(run.raw_stored for run in IngestionRun.objects.filter(status="succeeded"))
-    assert stored == 6 and IngestionRun.objects.filter(status="succeeded").count() == 12
+    assert stored == 6 and not IngestionRun.objects.exclude(status="succeeded").exists()
+    # Each file was loaded by one process and, by the other, either skipped as loaded or found stored.
+    assert LoadedFile.objects.count() == 6

@@ -1,8 +1,9 @@
 """Loading saved upstream bodies in bulk: a file, a folder or a glob of them, oldest first.
 
 Each file is its own run: one transaction and the source's lock per file, so an interrupted
-backfill keeps what it loaded, and started again it skips those bodies as unchanged (by content
-hash) and loads the rest. Nothing is loaded twice; nothing is missing.
+backfill keeps what it loaded, and started again it skips those files (known by the sha256 of
+their bytes, without parsing them) and loads the rest. Bodies are stored once per content hash
+whatever the files say, so nothing is loaded twice; nothing is missing.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from crypto.models import IngestionRun
+from crypto.models import IngestionRun, LoadedFile
 from crypto.services.ingestion import ingestion_run
+from crypto.services.storage import loaded_file_find
 from crypto.sources.base import SourceError
 
 SUFFIXES = {"csv": (".csv", ".csv.gz"), "coingecko": (".json", ".json.gz"), "coinpaprika": (".json", ".json.gz")}
@@ -27,6 +29,7 @@ class BackfillProgress:
     records: int = 0
     started: float = field(default_factory=time.monotonic)
     runs: list[IngestionRun] = field(default_factory=list)
+    already_loaded: list[LoadedFile] = field(default_factory=list)
 
     @property
     def records_per_second(self) -> float:
@@ -59,14 +62,25 @@ def backfill_paths(*, source: str, target: str) -> list[Path]:
 
 
 def backfill_run(
-    *, source: str, files: list[Path], on_file: Callable[[BackfillProgress, IngestionRun], None] | None = None
+    *,
+    source: str,
+    files: list[Path],
+    on_file: Callable[[BackfillProgress, IngestionRun | LoadedFile], None] | None = None,
 ) -> BackfillProgress:
+    """Load each file as its own run, skipping files an earlier run loaded; `on_file` hears of each
+    file done, with its run or its earlier load."""
     progress = BackfillProgress(files_total=len(files))
     for path in files:
-        run = ingestion_run(source=source, trigger=IngestionRun.Trigger.FILE, file=str(path), wait_for_lock=True)
+        done: IngestionRun | LoadedFile
+        earlier = loaded_file_find(source=source, path=str(path))
+        if earlier is not None:
+            done = earlier
+            progress.already_loaded.append(earlier)
+        else:
+            done = ingestion_run(source=source, trigger=IngestionRun.Trigger.FILE, file=str(path), wait_for_lock=True)
+            progress.runs.append(done)
+            progress.records += done.records_fetched
         progress.files_done += 1
-        progress.records += run.records_fetched
-        progress.runs.append(run)
         if on_file is not None:
-            on_file(progress, run)
+            on_file(progress, done)
     return progress

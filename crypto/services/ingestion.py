@@ -19,7 +19,7 @@ from crypto.log_context import log_context
 from crypto.metrics import LAST_SUCCESS, RECORDS_FETCHED, ROWS_UPSERTED, RUN_SECONDS, RUNS
 from crypto.models import IngestionRun
 from crypto.services.locks import advisory_xact_lock_try, advisory_xact_lock_wait
-from crypto.services.storage import raw_body_store, records_upsert
+from crypto.services.storage import loaded_file_record, raw_body_store, records_upsert
 from crypto.sources import source_get
 from crypto.sources.base import Body, FetchContext, SourceError
 from crypto.sources.http import HttpClient, UpstreamError
@@ -132,6 +132,8 @@ def _run(
             )
             for body in bodies:
                 _body_ingest(run=run, module=module, body=body, say=say)
+            if file:
+                loaded_file_record(source=source, path=file, run=run)
             run.status = IngestionRun.Status.SUCCEEDED
             run.finished_at = timezone.now()
             run.save()

@@ -16,9 +16,19 @@ from django.db import connection
 from django.db.models import F, Value
 from django.db.models.functions import Coalesce, Greatest, Least
 
-from crypto.models import QUOTE_VALUE_FIELDS, Asset, IngestionRun, MarketQuote, RawCryptoData, RunBody, SourceTotals
+from crypto.models import (
+    QUOTE_VALUE_FIELDS,
+    Asset,
+    IngestionRun,
+    LoadedFile,
+    MarketQuote,
+    RawCryptoData,
+    RunBody,
+    SourceTotals,
+)
 from crypto.services import bulk
 from crypto.sources.base import Body, Record, canonical_json, without_nul
+from crypto.sources.files import file_digest
 
 
 @dataclass(frozen=True)
@@ -131,3 +141,19 @@ def source_totals_add(*, source: str, records: int, fetched_at: datetime) -> Non
         first_fetched_at=Coalesce(Least("first_fetched_at", Value(fetched_at)), Value(fetched_at)),
         last_fetched_at=Coalesce(Greatest("last_fetched_at", Value(fetched_at)), Value(fetched_at)),
     )
+
+
+def loaded_file_record(*, source: str, path: str, run: IngestionRun) -> None:
+    """Mark a saved file as loaded by `run` (in the run's transaction: a failed run marks nothing)."""
+    digest, size = file_digest(path)
+    LoadedFile.objects.get_or_create(
+        source=source,
+        digest=digest,
+        defaults={"path": path[:2000], "size": size, "records": run.records_fetched, "run": run},
+    )
+
+
+def loaded_file_find(*, source: str, path: str) -> LoadedFile | None:
+    """The earlier load of the file at `path`, known by the sha256 of its bytes."""
+    digest, _ = file_digest(path)
+    return LoadedFile.objects.filter(source=source, digest=digest).first()

@@ -61,10 +61,12 @@ class Record:
 
 @dataclass(frozen=True, slots=True)
 class Problem:
-    """A record that was not loaded, and why. `where` is `record 12` or `line 40`."""
+    """A record that was not loaded, and why. `where` is `record 12` or `line 40`; `index` is its
+    place in the body's list of records (at RECORDS_PATH), so the raw record can be found again."""
 
     where: str
     message: str
+    index: int | None = None
 
     def __str__(self) -> str:
         return f"{self.where}: {self.message}"
@@ -74,6 +76,10 @@ class Problem:
 class ParseResult:
     records: list[Record] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    index: int | None = None  # the record being parsed, set by the parse loop
+
+    def reject(self, where: str, message: str) -> None:
+        self.problems.append(Problem(where, message, self.index))
 
 
 class Source(Protocol):
@@ -112,6 +118,13 @@ def to_decimal(value: Any) -> Decimal | None:
 
     Floats go through their shortest repr, so 0.1 stays 0.1 rather than 0.1000000000000000055.
     """
+    kind = type(value)  # exact types first: JSON numbers are nearly every value, on the hot path
+    if kind is float:
+        if not math.isfinite(value):
+            raise BadValue(f"{value!r} is not a finite number")
+        return Decimal(repr(value))
+    if kind is int:
+        return Decimal(value)
     if value is None or value == "":
         return None
     if isinstance(value, bool):
@@ -119,9 +132,7 @@ def to_decimal(value: Any) -> Decimal | None:
     if isinstance(value, int):
         return Decimal(value)
     if isinstance(value, float):
-        if not math.isfinite(value):
-            raise BadValue(f"{value!r} is not a finite number")
-        return Decimal(repr(value))
+        return to_decimal(float(value))
     if isinstance(value, str):
         try:
             result = Decimal(value.strip())
@@ -201,17 +212,21 @@ LIMITS: dict[str, Decimal] = {
 MAX_ID_LENGTH = 200
 
 
-def convert_fields(values: Mapping[str, Any], spec: Sequence[tuple[str, str, Converter]]) -> dict[str, Any]:
-    """Apply `(attribute, upstream key, converter)` to `values`; a bad value names its key."""
-    out: dict[str, Any] = {}
+def convert_fields(
+    values: Mapping[str, Any], spec: Sequence[tuple[str, str, Converter]], out: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Apply `(attribute, upstream key, converter)` to `values` into `out`; a bad value names its key."""
+    out = {} if out is None else out
+    get = values.get
     for attribute, key, converter in spec:
         try:
-            value = converter(values.get(key))
+            value = converter(get(key))
         except BadValue as exc:
             raise BadValue(f"`{key}` {exc}") from None
-        limit = LIMITS.get(attribute)
-        if limit is not None and value is not None and abs(value) >= limit:
-            raise BadValue(f"`{key}` {value} is too large to store (limit {limit:.0e})")
+        if value is not None:
+            limit = LIMITS.get(attribute)
+            if limit is not None and not -limit < value < limit:
+                raise BadValue(f"`{key}` {value} is too large to store (limit {limit:.0e})")
         out[attribute] = value
     return out
 
@@ -257,18 +272,19 @@ def json_objects(items: list[Any], result: ParseResult) -> Iterator[tuple[str, d
     """(`record N`, object) for each item; an item that is not an object is a problem, skipped."""
     for index, item in enumerate(items):
         where = f"record {index}"
+        result.index = index
         if isinstance(item, dict):
             yield where, item
         else:
-            result.problems.append(Problem(where, f"expected an object, got {describe_json(item)}"))
+            result.reject(where, f"expected an object, got {describe_json(item)}")
 
 
 def record_id(item: Mapping[str, Any], *, where: str, result: ParseResult) -> str | None:
     """The upstream id records are keyed on; a record without one is a problem, never keyed on symbol."""
     upstream_id = to_text(item.get("id"))
     if not upstream_id:
-        result.problems.append(Problem(where, "no `id`; records are keyed on it, never on symbol"))
+        result.reject(where, "no `id`; records are keyed on it, never on symbol")
     elif len(upstream_id) > MAX_ID_LENGTH:
-        result.problems.append(Problem(where, f"`id` is longer than {MAX_ID_LENGTH} characters"))
+        result.reject(where, f"`id` is longer than {MAX_ID_LENGTH} characters")
         return None
     return upstream_id or None

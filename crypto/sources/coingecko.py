@@ -18,7 +18,6 @@ from crypto.sources.base import (
     Converter,
     FetchContext,
     ParseResult,
-    Problem,
     Record,
     convert_fields,
     json_list,
@@ -117,7 +116,7 @@ def parse_market(item: Mapping[str, Any], *, where: str, result: ParseResult) ->
     try:
         values = convert_fields(item, FIELDS)
     except BadValue as exc:
-        result.problems.append(Problem(where, f"{upstream_id}: {exc}"))
+        result.reject(where, f"{upstream_id}: {exc}")
         return
     result.records.append(
         Record(

@@ -18,7 +18,6 @@ from crypto.sources.base import (
     Converter,
     FetchContext,
     ParseResult,
-    Problem,
     Record,
     convert_fields,
     json_list,
@@ -36,6 +35,8 @@ ENDPOINT = "/tickers"
 
 
 def _unknown_if_zero(value: Any) -> Any:
+    if not value and type(value) in (int, float):  # the common 0, with no Decimal made
+        return None
     return zero_is_unknown(to_decimal(value))
 
 
@@ -105,12 +106,12 @@ def parse(*, data: Any) -> ParseResult:
         quotes = item.get("quotes")
         usd = quotes.get("USD") if isinstance(quotes, dict) else None
         if not isinstance(usd, dict):
-            result.problems.append(Problem(where, f"{upstream_id}: no USD quote"))
+            result.reject(where, f"{upstream_id}: no USD quote")
             continue
         try:
-            values = convert_fields(item, TICKER_FIELDS) | convert_fields(usd, USD_FIELDS)
+            values = convert_fields(usd, USD_FIELDS, convert_fields(item, TICKER_FIELDS))
         except BadValue as exc:
-            result.problems.append(Problem(where, f"{upstream_id}: {exc}"))
+            result.reject(where, f"{upstream_id}: {exc}")
             continue
         result.records.append(
             Record(

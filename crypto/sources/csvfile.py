@@ -29,7 +29,6 @@ from crypto.sources.base import (
     FetchContext,
     MalformedBody,
     ParseResult,
-    Problem,
     Record,
     SourceError,
     convert_fields,
@@ -172,12 +171,13 @@ def parse(*, data: Any) -> ParseResult:
     rows = _rows(data)
     header: list[str] = data["header"]
     layout = data.get("layout") or detect_layout(header)
-    for row in rows:
+    for index, row in enumerate(rows):
         where = f"line {row.get('line', '?')}"
+        result.index = index
         cells = row.get("values")
         if not isinstance(cells, list) or len(cells) != len(header):
             count = len(cells) if isinstance(cells, list) else 0
-            result.problems.append(Problem(where, f"has {count} cells, the header has {len(header)}"))
+            result.reject(where, f"has {count} cells, the header has {len(header)}")
             continue
         values = dict(zip(header, cells, strict=True))
         if layout == "coingecko":
@@ -191,18 +191,18 @@ def parse_simple(values: dict[str, str], *, where: str, result: ParseResult) -> 
     symbol, name_ = to_text(values.get("symbol")), to_text(values.get("name"))
     upstream_id = to_text(values.get("id")) or slugify(f"{symbol}-{name_}")
     if not symbol or not upstream_id:
-        result.problems.append(Problem(where, "no symbol (and no id) to key the row on"))
+        result.reject(where, "no symbol (and no id) to key the row on")
         return
     if len(upstream_id) > MAX_ID_LENGTH:
-        result.problems.append(Problem(where, f"{symbol}: id longer than {MAX_ID_LENGTH} characters"))
+        result.reject(where, f"{symbol}: id longer than {MAX_ID_LENGTH} characters")
         return
     try:
         converted = convert_fields(values, SIMPLE_FIELDS)
     except BadValue as exc:
-        result.problems.append(Problem(where, f"{symbol}: {exc}"))
+        result.reject(where, f"{symbol}: {exc}")
         return
     if converted["price_usd"] is None:
-        result.problems.append(Problem(where, f"{symbol}: no price_usd"))
+        result.reject(where, f"{symbol}: no price_usd")
         return
     result.records.append(
         Record(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -26,6 +27,21 @@ def read_bytes(path: str) -> bytes:
         except (OSError, EOFError) as exc:
             raise SourceError(f"{path}: looks gzip-compressed but cannot be decompressed ({exc})") from None
     return raw
+
+
+def file_digest(path: str) -> tuple[str, int]:
+    """sha256 of a file's bytes as on disk (compressed or not), and its size: how a backfill knows
+    a file it already loaded, wherever it now lies."""
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        with open(path, "rb") as file:
+            while chunk := file.read(1 << 20):
+                digest.update(chunk)
+                size += len(chunk)
+    except OSError as exc:
+        raise SourceError(f"{path}: cannot be read ({exc.strerror})") from None
+    return digest.hexdigest(), size
 
 
 def modified_at(path: str) -> datetime:

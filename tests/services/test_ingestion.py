@@ -326,3 +326,37 @@ def test_a_value_too_large_to_store_rejects_that_record_only(tmp_path) -> None:
     run = ingestion_run(source="coingecko", trigger="file", file=str(saved))
     assert run.status == "succeeded" and run.rows_upserted == 98 and run.records_rejected == 2
     assert "too large to store" in run.problems[0] and "longer than 200" in run.problems[1]
+
+
+def test_text_with_tabs_newlines_and_backslashes_survives_the_bulk_load(tmp_path) -> None:
+    data = upstream_json(GECKO_SMALL)
+    assert isinstance(data, list)
+    data[0]["name"] = "Bit\tcoin\nC:\\path \\N"
+    data[1]["id"] = "ether\\eum\r"
+    data[2]["symbol"] = "\\."
+    saved = tmp_path / "escapes.json"
+    saved.write_bytes(orjson.dumps(data))
+    run = ingestion_run(source="coingecko", trigger="file", file=str(saved))
+    assert run.status == "succeeded", run.error
+    assert Asset.objects.get(upstream_id="bitcoin").name == "Bit\tcoin\nC:\\path \\N"
+    assert Asset.objects.filter(upstream_id="ether\\eum").exists()  # the id is stripped, like every text
+    assert Asset.objects.get(upstream_id=data[2]["id"]).symbol == "\\."
+
+
+def test_a_repeated_key_in_one_body_keeps_its_last_record_and_a_rename_updates_the_asset(tmp_path) -> None:
+    data = upstream_json(GECKO_SMALL)
+    assert isinstance(data, list)
+    data.append(dict(data[0], current_price=1.5, name="Bitcoin (renamed)"))
+    saved = tmp_path / "repeat.json"
+    saved.write_bytes(orjson.dumps(data))
+    run = ingestion_run(source="coingecko", trigger="file", file=str(saved))
+    assert run.status == "succeeded" and run.rows_upserted == len(data) - 1
+    quote = MarketQuote.objects.get(asset__upstream_id="bitcoin")
+    assert quote.price_usd == 1.5 and quote.asset.name == "Bitcoin (renamed)"
+    untouched = Asset.objects.get(upstream_id="ethereum").updated_at
+    renamed = [dict(item, name=item["name"].upper()) if item["id"] == "bitcoin" else item for item in data[:-1]]
+    saved.write_bytes(orjson.dumps([dict(item, last_updated="2030-01-01T00:00:00Z") for item in renamed]))
+    ingestion_run(source="coingecko", trigger="file", file=str(saved))
+    assert Asset.objects.get(upstream_id="bitcoin").name == "BITCOIN"
+    assert Asset.objects.get(upstream_id="ethereum").updated_at == untouched, "unchanged assets are not rewritten"
+    assert MarketQuote.objects.filter(asset__upstream_id="bitcoin").count() == 2

@@ -15,7 +15,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from crypto.models import IngestionRun
+from crypto.models import IngestionRun, LoadedFile
 from crypto.selectors import task_runs_wait
 from crypto.services.backfill import BackfillProgress, backfill_paths, backfill_run
 from crypto.services.ingestion import ingestion_run
@@ -209,8 +209,13 @@ class Command(BaseCommand):
         else:
             self.stdout.write(f"{source}: loading {len(files)} files from {target}, oldest first ...")
 
-        def on_file(progress: BackfillProgress, run: IngestionRun) -> None:
-            if len(files) == 1:
+        def on_file(progress: BackfillProgress, done: IngestionRun | LoadedFile) -> None:
+            if isinstance(done, LoadedFile):
+                when = f"{done.loaded_at:%Y-%m-%d %H:%M}"
+                if len(files) == 1:
+                    self.stdout.write(f"{source}: already loaded on {when} (run #{done.run_id}); nothing to do")
+                    return
+            elif len(files) == 1:
                 return
             eta = progress.eta_seconds
             self.stderr.write(
@@ -218,8 +223,8 @@ class Command(BaseCommand):
                 f"{progress.records_per_second:,.0f} records/s  ETA {'-' if eta is None else f'{eta:.0f}s'}   ",
                 ending="",
             )
-            if run.status == IngestionRun.Status.FAILED:
-                self.stderr.write(f"\n  {source}: {run.error}")
+            if isinstance(done, IngestionRun) and done.status == IngestionRun.Status.FAILED:
+                self.stderr.write(f"\n  {source}: {done.error}")
 
         progress = backfill_run(source=source, files=files, on_file=on_file)
         if len(files) > 1:
@@ -227,15 +232,17 @@ class Command(BaseCommand):
         runs = progress.runs
         for run in runs:
             self._report_rejected(run)
-        if len(runs) == 1:
-            self._summary(runs)
+        if len(files) == 1:
+            if runs:
+                self._summary(runs)
         else:
             count = {status: sum(r.status == status for r in runs) for status in IngestionRun.Status.values}
             self.stdout.write(
-                f"\n{source}: {len(runs)} files, {progress.records:,} records in "
+                f"\n{source}: {len(files)} files, {progress.records:,} records loaded in "
                 f"{time.monotonic() - progress.started:.1f}s ({progress.records_per_second:,.0f} records/s): "
+                f"{len(progress.already_loaded)} files already loaded, skipped; "
                 f"{count['succeeded']} succeeded ({sum(r.raw_stored for r in runs)} bodies stored, "
-                f"{sum(r.raw_duplicates for r in runs)} already loaded), {count['failed']} failed, "
+                f"{sum(r.raw_duplicates for r in runs)} already stored), {count['failed']} failed, "
                 f"{count['skipped']} skipped; {sum(r.rows_upserted for r in runs):,} rows upserted"
             )
         self._fail_if_any(runs)
