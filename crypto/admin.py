@@ -11,7 +11,18 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
-from crypto.models import Asset, IngestionRun, MarketQuote, RawCryptoData, RunBody
+from crypto.models import (
+    Asset,
+    CanonicalAsset,
+    IngestionRun,
+    LoadedFile,
+    MarketQuote,
+    QuarantinedRecord,
+    RawCryptoData,
+    RunBody,
+    SchemaDrift,
+)
+from crypto.services.canonical import assets_link, assets_unlink
 
 BODY_PREVIEW_CHARS = 200_000
 
@@ -51,9 +62,10 @@ class IngestionRunAdmin(ReadOnlyAdmin):
         "raw_duplicates",
         "rows_upserted",
         "records_rejected",
+        "flagged",
         "short_error",
     )
-    list_filter = ("source", "status", "trigger", ("started_at", admin.DateFieldListFilter))
+    list_filter = ("source", "status", "flagged", "trigger", ("started_at", admin.DateFieldListFilter))
     search_fields = ("error", "task_id")
     date_hierarchy = "started_at"
     readonly_fields = (
@@ -72,8 +84,10 @@ class IngestionRunAdmin(ReadOnlyAdmin):
         "error_kind",
         "error",
         "problems_list",
+        "flags_list",
+        "comparison",
     )
-    exclude = ("problems",)
+    exclude = ("problems", "flags")
     inlines = [RunBodyInline]
     actions = ["ingest_again"]
 
@@ -96,9 +110,13 @@ class IngestionRunAdmin(ReadOnlyAdmin):
     def short_error(self, run: IngestionRun) -> str:
         return run.error[:120]
 
-    @admin.display(description="rejected records (first 100)")
+    @admin.display(description="rejected records (first 100; all of them under Quarantined records)")
     def problems_list(self, run: IngestionRun) -> str:
         return "\n".join(run.problems) or "-"
+
+    @admin.display(description="anomaly flags")
+    def flags_list(self, run: IngestionRun) -> str:
+        return "\n".join(f"{flag['kind']}: {flag['message']}" for flag in run.flags) or "-"
 
 
 @admin.register(RawCryptoData)
@@ -140,9 +158,74 @@ class RawCryptoDataAdmin(ReadOnlyAdmin):
 
 @admin.register(Asset)
 class AssetAdmin(ReadOnlyAdmin):
-    list_display = ("id", "source", "upstream_id", "symbol", "name", "first_seen_at", "updated_at")
-    list_filter = ("source",)
+    list_display = ("id", "source", "upstream_id", "symbol", "name", "canonical", "link_status", "link_note")
+    list_filter = ("source", "link_status")
     search_fields = ("symbol", "name", "upstream_id")
+    list_select_related = ("canonical",)
+    actions = ["link", "unlink"]
+
+    @admin.action(description="Link the selected assets as one coin (one asset per source)")
+    def link(self, request: HttpRequest, queryset: QuerySet[Asset]) -> None:
+        try:
+            canonical = assets_link(assets=queryset, who=request.user.get_username())
+        except ValueError as exc:
+            self.message_user(request, f"Not linked: {exc}.", messages.ERROR)
+            return
+        self.message_user(request, f"Linked as {canonical} (canonical asset #{canonical.pk}).")
+
+    @admin.action(description="Unlink the selected assets (the linking rule will leave them unlinked)")
+    def unlink(self, request: HttpRequest, queryset: QuerySet[Asset]) -> None:
+        count = assets_unlink(assets=queryset, who=request.user.get_username())
+        self.message_user(request, f"Unlinked {count} assets.")
+
+
+class LinkedAssetInline(admin.TabularInline):
+    model = Asset
+    fields = ("source", "upstream_id", "symbol", "name", "link_status", "link_note")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+
+@admin.register(CanonicalAsset)
+class CanonicalAssetAdmin(ReadOnlyAdmin):
+    list_display = ("id", "symbol", "name", "created_at")
+    search_fields = ("symbol", "name", "assets__upstream_id")
+    inlines = [LinkedAssetInline]
+
+
+@admin.register(QuarantinedRecord)
+class QuarantinedRecordAdmin(ReadOnlyAdmin):
+    list_display = ("id", "source", "run", "raw", "where", "reason", "quarantined_at")
+    list_filter = ("source",)
+    search_fields = ("reason",)
+    raw_id_fields = ("run", "raw")
+    readonly_fields = ("source", "run", "raw", "where", "index", "reason", "quarantined_at", "record")
+    show_full_result_count = False
+
+    @admin.display(description="the record, as its body holds it")
+    def record(self, quarantined: QuarantinedRecord) -> str:
+        from crypto.selectors import quarantined_record_raw
+
+        text = json.dumps(quarantined_record_raw(quarantined), indent=2, ensure_ascii=False, default=str)
+        return format_html("<pre>{}</pre>", text)
+
+
+@admin.register(SchemaDrift)
+class SchemaDriftAdmin(ReadOnlyAdmin):
+    list_display = ("id", "source", "severity", "summary", "raw", "previous", "run", "detected_at")
+    list_filter = ("source", "severity")
+    search_fields = ("summary",)
+    raw_id_fields = ("raw", "previous", "run")
+
+
+@admin.register(LoadedFile)
+class LoadedFileAdmin(ReadOnlyAdmin):
+    list_display = ("id", "source", "path", "size", "records", "run", "loaded_at")
+    list_filter = ("source",)
+    search_fields = ("path", "digest")
+    raw_id_fields = ("run",)
 
 
 @admin.register(MarketQuote)

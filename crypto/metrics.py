@@ -48,6 +48,11 @@ UPSTREAM_CALLS = Counter(
 )
 UPSTREAM_RETRIES = Counter("kasparro_upstream_retries_total", "Upstream calls retried", ["upstream"])
 TASK_RETRIES = Counter("kasparro_task_retries_total", "Ingestion tasks scheduled to run again", ["source"])
+QUARANTINED = Counter("kasparro_records_quarantined_total", "Invalid records kept in quarantine", ["source"])
+SCHEMA_DRIFT = Counter(
+    "kasparro_schema_drift_total", "Bodies whose structure drifted from the previous one", ["source", "severity"]
+)
+RUN_FLAGS = Counter("kasparro_run_flags_total", "Anomalies flagged on runs, by kind", ["source", "kind"])
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 LAST_SUCCESS = Gauge(
     "kasparro_last_success_timestamp_seconds",

@@ -51,6 +51,11 @@ class IngestionRun(models.Model):
     error_kind = models.CharField(max_length=10, blank=True, default="", choices=ErrorKind.choices)
     # Set by the task when it will try this run's work again (a transient failure).
     retry_scheduled = models.BooleanField(default=False)
+    # Against the source's previous successful run: counts, assets appeared/gone, duration.
+    comparison = models.JSONField(default=dict, blank=True)
+    # Anomalies found after the run: [{"kind": ..., "message": ...}], and whether there are any.
+    flags = models.JSONField(default=list, blank=True)
+    flagged = models.BooleanField(default=False)
     bodies: models.ManyToManyField[RawCryptoData, RunBody] = models.ManyToManyField(
         "RawCryptoData", through="RunBody", related_name="runs"
     )
@@ -98,6 +103,8 @@ class RawCryptoData(models.Model):
         related_name="stored_bodies",
         help_text="the run that first stored it",
     )
+    # Field paths and JSON types over its records (crypto/sources/fingerprint.py).
+    fingerprint = models.JSONField(null=True, blank=True)
 
     class Meta:
         db_table = "raw_crypto_data"
@@ -155,8 +162,31 @@ class LoadedFile(models.Model):
         return f"{self.source} file {self.path}"
 
 
+class CanonicalAsset(models.Model):
+    """One coin across sources: the CoinGecko and CoinPaprika assets linked to it."""
+
+    symbol = models.CharField(max_length=100, blank=True)
+    name = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "canonical_asset"
+        ordering = ["symbol", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.symbol})"
+
+
 class Asset(models.Model):
     """An asset as one source identifies it. Keyed on the upstream id, never the symbol."""
+
+    class LinkStatus(models.TextChoices):
+        PENDING = "", "not examined yet"
+        LINKED = "linked", "linked by the rule"
+        AMBIGUOUS = "ambiguous", "ambiguous: several candidates"
+        NO_MATCH = "no_match", "no counterpart found"
+        OPERATOR_LINKED = "operator_linked", "linked by an operator"
+        OPERATOR_UNLINKED = "operator_unlinked", "unlinked by an operator"
 
     source = models.CharField(max_length=16, choices=Source.choices)
     upstream_id = models.CharField(max_length=200)
@@ -164,6 +194,12 @@ class Asset(models.Model):
     name = models.CharField(max_length=300, blank=True)
     first_seen_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    canonical = models.ForeignKey(
+        CanonicalAsset, null=True, blank=True, on_delete=models.SET_NULL, related_name="assets"
+    )
+    # Database defaults too: the bulk load (crypto/services/bulk.py) inserts assets without them.
+    link_status = models.CharField(max_length=20, blank=True, db_default="", choices=LinkStatus.choices)
+    link_note = models.CharField(max_length=500, blank=True, db_default="", help_text="why linked, or the candidates")
 
     class Meta:
         db_table = "asset"
@@ -171,7 +207,10 @@ class Asset(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["source", "upstream_id"], name="asset_unique_source_upstream_id"),
         ]
-        indexes = [models.Index(fields=["symbol"], name="asset_symbol")]
+        indexes = [
+            models.Index(fields=["symbol"], name="asset_symbol"),
+            models.Index(fields=["link_status"], name="asset_link_status"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.source}:{self.upstream_id}"
@@ -272,6 +311,7 @@ class SourceTotals(models.Model):
     source = models.CharField(max_length=16, choices=Source.choices, unique=True)
     raw_rows = models.PositiveBigIntegerField(default=0)
     records = models.PositiveBigIntegerField(default=0)
+    quarantined = models.PositiveBigIntegerField(default=0)
     first_fetched_at = models.DateTimeField(null=True, blank=True)
     last_fetched_at = models.DateTimeField(null=True, blank=True)
 
@@ -281,3 +321,53 @@ class SourceTotals(models.Model):
 
     def __str__(self) -> str:
         return f"{self.source}: {self.raw_rows} bodies, {self.records} records"
+
+
+class QuarantinedRecord(models.Model):
+    """A record that failed validation: not normalized, kept with its reason and its place in its
+    raw body, so a bad record is never silently lost."""
+
+    source = models.CharField(max_length=16, choices=Source.choices)
+    run = models.ForeignKey(IngestionRun, on_delete=models.CASCADE, related_name="quarantined")
+    raw = models.ForeignKey(RawCryptoData, on_delete=models.CASCADE, related_name="quarantined")
+    where = models.CharField(max_length=100, help_text="`record 12` or `line 40`")
+    index = models.PositiveIntegerField(null=True, blank=True, help_text="place in the body's list of records")
+    reason = models.TextField()
+    quarantined_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "quarantined_record"
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["source", "-id"], name="quarantine_source_id")]
+
+    def __str__(self) -> str:
+        return f"{self.source} body #{self.raw_id} {self.where}: {self.reason[:60]}"
+
+
+class SchemaDrift(models.Model):
+    """A body whose structure differs from the source's previous body at the same position."""
+
+    class Severity(models.TextChoices):
+        INFO = "info", "info: fields we do not use"
+        WARNING = "warning", "warning: fields we normalize"
+
+    source = models.CharField(max_length=16, choices=Source.choices)
+    raw = models.ForeignKey(RawCryptoData, on_delete=models.CASCADE, related_name="drifts")
+    previous = models.ForeignKey(RawCryptoData, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    run = models.ForeignKey(IngestionRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="drifts")
+    severity = models.CharField(max_length=8, choices=Severity.choices)
+    added = models.JSONField(default=list, blank=True)
+    removed = models.JSONField(default=list, blank=True)
+    type_changed = models.JSONField(default=dict, blank=True)
+    null_rate_jumps = models.JSONField(default=dict, blank=True)
+    used_fields = models.JSONField(default=list, blank=True, help_text="the drifted fields we normalize")
+    summary = models.TextField()
+    detected_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "schema_drift"
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["source", "-id"], name="drift_source_id")]
+
+    def __str__(self) -> str:
+        return f"{self.source} drift ({self.severity}) in body #{self.raw_id}"

@@ -10,12 +10,12 @@ from typing import Any, cast
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
-from django.db.models import Count, Exists, JSONField, OuterRef
+from django.db.models import Count, Exists, JSONField, Max, OuterRef
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
-from crypto.models import IngestionRun, RawCryptoData, RunBody, Source, SourceTotals
+from crypto.models import IngestionRun, QuarantinedRecord, RawCryptoData, RunBody, SchemaDrift, Source, SourceTotals
 from crypto.services.schedules import periodic_task_name
 from crypto.sources import source_get
 
@@ -120,11 +120,19 @@ def stats_summary() -> dict[str, Any]:
     counts (an index-only count over the runs table), whatever the size of the data tables."""
     raw: dict[str, dict[str, Any]] = {
         row["source"]: dict(row)
-        for row in SourceTotals.objects.values("source", "raw_rows", "records", "first_fetched_at", "last_fetched_at")
+        for row in SourceTotals.objects.values(
+            "source", "raw_rows", "records", "quarantined", "first_fetched_at", "last_fetched_at"
+        )
     }
     run_counts: dict[str, dict[str, int]] = {}
     for row in IngestionRun.objects.values("source", "status").order_by().annotate(n=Count("id")):
         run_counts.setdefault(row["source"], {})[row["status"]] = row["n"]
+
+    drift: dict[str, dict[str, int]] = {}
+    for row in SchemaDrift.objects.values("source", "severity").order_by().annotate(n=Count("id")):
+        drift.setdefault(row["source"], {})[row["severity"]] = row["n"]
+    latest_ids = SchemaDrift.objects.values("source").order_by().annotate(last=Max("id")).values("last")
+    latest_drift = {d.source: d for d in SchemaDrift.objects.filter(pk__in=latest_ids)} if drift else {}
 
     sources: dict[str, dict[str, Any]] = {}
     for source in Source.values:
@@ -137,6 +145,8 @@ def stats_summary() -> dict[str, Any]:
             "first_fetched_at": stored.get("first_fetched_at"),
             "last_fetched_at": stored.get("last_fetched_at"),
             "runs": counts,
+            "quarantined": stored.get("quarantined", 0),
+            "schema_drift": _drift_brief(drift.get(source, {}), latest_drift.get(source)),
             "last_run": _run_brief(_latest_run(source)),
             "last_success": _run_brief(_latest_run(source, IngestionRun.Status.SUCCEEDED)),
         }
@@ -150,8 +160,23 @@ def stats_summary() -> dict[str, Any]:
     }
 
 
-def _records_slice(*, raw_id: int, path: str, count: int) -> tuple[list[Any], Any]:
-    """The first `count` records of a stored body, and its CSV header if it has one.
+def _drift_brief(counts: dict[str, int], latest: SchemaDrift | None) -> dict[str, Any]:
+    return {
+        "events": sum(counts.values()),
+        "warnings": counts.get(SchemaDrift.Severity.WARNING, 0),
+        "latest": None
+        if latest is None
+        else {
+            "id": latest.pk,
+            "severity": latest.severity,
+            "summary": latest.summary,
+            "detected_at": latest.detected_at,
+        },
+    }
+
+
+def _records_slice(*, raw_id: int, path: str, count: int, start: int = 0) -> tuple[list[Any], Any]:
+    """`count` records of a stored body from `start`, and its CSV header if it has one.
 
     On PostgreSQL the slice is cut in the database (a JSON path), so a 2 MB body is not shipped
     to Python and parsed to show a hundred records.
@@ -161,7 +186,9 @@ def _records_slice(*, raw_id: int, path: str, count: int) -> tuple[list[Any], An
         items, header = (
             rows.annotate(
                 part=RawSQL(
-                    "jsonb_path_query_array(data, %s)", [f"{path}[0 to {count - 1}]"], output_field=JSONField()
+                    "jsonb_path_query_array(data, %s)",
+                    [f"{path}[{start} to {start + count - 1}]"],
+                    output_field=JSONField(),
                 ),
                 head=RawSQL("data -> 'header'", [], output_field=JSONField()),
             )
@@ -174,7 +201,18 @@ def _records_slice(*, raw_id: int, path: str, count: int) -> tuple[list[Any], An
     for key in path.split(".")[1:]:
         items = items.get(key, []) if isinstance(items, dict) else []
     header = body.get("header") if isinstance(body, dict) else None
-    return (items if isinstance(items, list) else [])[:count], header
+    return (items if isinstance(items, list) else [])[start : start + count], header
+
+
+def quarantined_record_raw(quarantined: QuarantinedRecord) -> Any:
+    """The quarantined record as its stored body holds it (a CSV row with its header's names)."""
+    if quarantined.index is None:
+        return None
+    module = source_get(name=quarantined.source)
+    items, header = _records_slice(
+        raw_id=quarantined.raw_id, path=module.RECORDS_PATH, count=1, start=quarantined.index
+    )
+    return module.records_view(items=items, header=header)[0] if items else None
 
 
 @dataclass(frozen=True)

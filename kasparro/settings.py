@@ -286,6 +286,21 @@ INGEST_TIME_LIMIT = _positive_int("INGEST_TIME_LIMIT", 330)
 INGEST_MAX_RETRIES = _read("INGEST_MAX_RETRIES", env.int, 5, lambda v: v >= 0, "a whole number, 0 or more")
 INGEST_RETRY_BACKOFF_BASE = _positive_float("INGEST_RETRY_BACKOFF_BASE", 10.0)
 INGEST_RETRY_BACKOFF_CAP = _positive_int("INGEST_RETRY_BACKOFF_CAP", 300)
+# Data checks (crypto/services/checks.py). A body whose share of invalid records exceeds
+# QUARANTINE_MAX_FRACTION fails its run; below it, invalid records go to quarantine.
+QUARANTINE_MAX_FRACTION = _read(
+    "QUARANTINE_MAX_FRACTION", env.float, 0.5, lambda v: 0 <= v <= 1, "a number from 0 to 1"
+)
+DRIFT_NULL_RATE_JUMP = _read(
+    "DRIFT_NULL_RATE_JUMP", env.float, 0.3, lambda v: 0 < v <= 1, "a number above 0, at most 1"
+)
+# Flag a run whose record count fell by more than this percent against the previous run, and
+# prices that moved more than this percent since the asset's previous quote.
+RUN_RECORD_DROP_PCT = _positive_float("RUN_RECORD_DROP_PCT", 50.0)
+PRICE_MOVE_PCT = _positive_float("PRICE_MOVE_PCT", 50.0)
+# Flag a linked asset whose two sources' prices, within this many seconds, differ by more than this percent.
+PRICE_DISAGREEMENT_PCT = _positive_float("PRICE_DISAGREEMENT_PCT", 5.0)
+PRICE_DISAGREEMENT_WINDOW_SECONDS = _positive_int("PRICE_DISAGREEMENT_WINDOW_SECONDS", 900)
 # Redis hands an unacknowledged task to another worker after this long. It must outlast the
 # longest task plus the longest retry delay, or a slow task would run twice at once.
 CELERY_VISIBILITY_TIMEOUT = _positive_int(

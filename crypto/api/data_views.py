@@ -15,11 +15,15 @@ from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 from rest_framework.throttling import BaseThrottle, ScopedRateThrottle
 
-from crypto.api.filters import AssetFilter, QuoteFilter, RawFilter, RunFilter
+from crypto.api.filters import AssetFilter, DriftFilter, QuarantineFilter, QuoteFilter, RawFilter, RunFilter
 from crypto.api.pagination import KeysetPagination, orderings
 from crypto.api.serializers import (
     AssetSerializer,
+    CanonicalAssetSerializer,
+    DriftSerializer,
     ErrorSerializer,
+    QuarantinedDetailSerializer,
+    QuarantinedSerializer,
     QuoteSerializer,
     RawDetailSerializer,
     RawListSerializer,
@@ -27,7 +31,16 @@ from crypto.api.serializers import (
     TriggeredSerializer,
     TriggerSerializer,
 )
-from crypto.models import Asset, IngestionRun, MarketQuote, RawCryptoData
+from crypto.models import (
+    Asset,
+    CanonicalAsset,
+    IngestionRun,
+    MarketQuote,
+    QuarantinedRecord,
+    RawCryptoData,
+    SchemaDrift,
+)
+from crypto.selectors import quarantined_record_raw
 from crypto.sources import SOURCE_NAMES
 from tasks.ingest import ingestion_enqueue
 
@@ -127,3 +140,41 @@ class RawViewSet(_DataViewSet):
 
     def get_serializer_class(self) -> type[BaseSerializer]:
         return RawListSerializer if self.action == "list" else RawDetailSerializer
+
+
+class QuarantineViewSet(_DataViewSet):
+    """Records that failed validation: not normalized, kept with the reason and their place in the
+    stored body. One row also shows the record itself, as the body holds it."""
+
+    queryset = QuarantinedRecord.objects.all()
+    filterset_class = QuarantineFilter
+    keyset_orderings = orderings("id")
+    keyset_default = "-id"
+
+    def get_serializer_class(self) -> type[BaseSerializer]:
+        return QuarantinedSerializer if self.action == "list" else QuarantinedDetailSerializer
+
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        quarantined = self.get_object()
+        quarantined.record = quarantined_record_raw(quarantined)  # type: ignore[attr-defined]
+        return Response(self.get_serializer(quarantined).data)
+
+
+class DriftViewSet(_DataViewSet):
+    """Schema drift: bodies whose fields or JSON types changed against the source's previous body at
+    the same position. `warning` when a field we normalize drifted, `info` otherwise."""
+
+    queryset = SchemaDrift.objects.all()
+    serializer_class = DriftSerializer
+    filterset_class = DriftFilter
+    keyset_orderings = orderings("id")
+    keyset_default = "-id"
+
+
+class CanonicalAssetViewSet(_DataViewSet):
+    """Coins across sources: each canonical asset with the upstream id of each linked source."""
+
+    queryset = CanonicalAsset.objects.prefetch_related("assets")
+    serializer_class = CanonicalAssetSerializer
+    keyset_orderings = orderings("id")
+    keyset_default = "id"

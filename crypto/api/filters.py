@@ -11,7 +11,7 @@ import django_filters as filters
 from django import forms
 from django.core.exceptions import ValidationError
 
-from crypto.models import Asset, IngestionRun, MarketQuote, RawCryptoData, Source
+from crypto.models import Asset, IngestionRun, MarketQuote, QuarantinedRecord, RawCryptoData, SchemaDrift, Source
 
 BIGINT_MAX = 2**63 - 1
 AMOUNT_BOUND = Decimal("1e32")  # numeric(40, 8) holds 32 integer digits
@@ -78,6 +78,11 @@ class AssetFilter(filters.FilterSet):
     symbol = filters.CharFilter(lookup_expr="iexact", help_text="Symbol, any case.")
     upstream_id = filters.CharFilter(help_text="Upstream id, e.g. `btc-bitcoin`.")
     name = filters.CharFilter(lookup_expr="icontains", help_text="Part of the name, any case.")
+    link_status = filters.ChoiceFilter(
+        choices=Asset.LinkStatus.choices,
+        help_text="How the asset is linked across sources (`ambiguous` lists the cases left to a person).",
+    )
+    canonical = IdFilter(field_name="canonical_id", help_text="Assets linked to this canonical asset.")
 
     class Meta:
         model = Asset
@@ -91,6 +96,7 @@ class RunFilter(filters.FilterSet):
     task_id = filters.CharFilter(help_text="Celery task id: every attempt of that task.")
     since = time_filter("started_at", "gte", "Runs started at or after this time (ISO 8601).")
     until = time_filter("started_at", "lt", "Runs started before this time (ISO 8601).")
+    flagged = filters.BooleanFilter(help_text="Runs with anomaly flags (true) or without (false).")
 
     class Meta:
         model = IngestionRun
@@ -105,4 +111,24 @@ class RawFilter(filters.FilterSet):
 
     class Meta:
         model = RawCryptoData
+        fields: list[str] = []
+
+
+class QuarantineFilter(filters.FilterSet):
+    source = filters.ChoiceFilter(choices=Source.choices)
+    run = IdFilter(field_name="run_id", help_text="Records quarantined by this run.")
+    raw = IdFilter(field_name="raw_id", help_text="Records of this stored body.")
+
+    class Meta:
+        model = QuarantinedRecord
+        fields: list[str] = []
+
+
+class DriftFilter(filters.FilterSet):
+    source = filters.ChoiceFilter(choices=Source.choices)
+    severity = filters.ChoiceFilter(choices=SchemaDrift.Severity.choices)
+    run = IdFilter(field_name="run_id", help_text="Drift seen by this run.")
+
+    class Meta:
+        model = SchemaDrift
         fields: list[str] = []

@@ -64,6 +64,19 @@ class RunBriefSerializer(serializers.Serializer):
     error = serializers.CharField(allow_null=True)
 
 
+class DriftBriefSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    severity = serializers.ChoiceField(choices=["info", "warning"])
+    summary = serializers.CharField()
+    detected_at = serializers.DateTimeField()
+
+
+class SourceDriftSerializer(serializers.Serializer):
+    events = serializers.IntegerField(help_text="schema drift events seen")
+    warnings = serializers.IntegerField(help_text="of which on fields we normalize")
+    latest = DriftBriefSerializer(allow_null=True)
+
+
 class SourceStatsSerializer(serializers.Serializer):
     datasets = serializers.IntegerField()
     raw_rows = serializers.IntegerField()
@@ -71,6 +84,8 @@ class SourceStatsSerializer(serializers.Serializer):
     first_fetched_at = serializers.DateTimeField(allow_null=True)
     last_fetched_at = serializers.DateTimeField(allow_null=True)
     runs = serializers.DictField(child=serializers.IntegerField())
+    quarantined = serializers.IntegerField(help_text="invalid records kept in quarantine")
+    schema_drift = SourceDriftSerializer()
     last_run = RunBriefSerializer(allow_null=True)
     last_success = RunBriefSerializer(allow_null=True)
 

@@ -9,7 +9,17 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from crypto.models import QUOTE_VALUE_FIELDS, Asset, IngestionRun, MarketQuote, RawCryptoData, Source
+from crypto.models import (
+    QUOTE_VALUE_FIELDS,
+    Asset,
+    CanonicalAsset,
+    IngestionRun,
+    MarketQuote,
+    QuarantinedRecord,
+    RawCryptoData,
+    SchemaDrift,
+    Source,
+)
 
 
 class PlainDecimalField(serializers.DecimalField):
@@ -89,6 +99,9 @@ class AssetSerializer(serializers.ModelSerializer):
             "name",
             "first_seen_at",
             "updated_at",
+            "canonical",
+            "link_status",
+            "link_note",
             "latest_quote",
         ]
         read_only_fields = fields
@@ -128,8 +141,61 @@ class RunSerializer(serializers.ModelSerializer):
             "error",
             "error_kind",
             "retry_scheduled",
+            "comparison",
+            "flagged",
+            "flags",
         ]
         read_only_fields = fields
+
+
+class QuarantinedSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = QuarantinedRecord
+        fields = ["id", "source", "run", "raw", "where", "index", "reason", "quarantined_at"]
+        read_only_fields = fields
+
+
+class QuarantinedDetailSerializer(QuarantinedSerializer):
+    record = serializers.JSONField(read_only=True, allow_null=True, help_text="The record as the body holds it.")
+
+    class Meta(QuarantinedSerializer.Meta):
+        fields = [*QuarantinedSerializer.Meta.fields, "record"]
+        read_only_fields = fields
+
+
+class DriftSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = SchemaDrift
+        fields = [
+            "id",
+            "source",
+            "severity",
+            "summary",
+            "added",
+            "removed",
+            "type_changed",
+            "null_rate_jumps",
+            "used_fields",
+            "raw",
+            "previous",
+            "run",
+            "detected_at",
+        ]
+        read_only_fields = fields
+
+
+class CanonicalAssetSerializer(serializers.ModelSerializer):
+    assets = serializers.SerializerMethodField()
+
+    class Meta:
+        model = CanonicalAsset
+        fields = ["id", "symbol", "name", "created_at", "assets"]
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.DictField(child=serializers.CharField()))
+    def get_assets(self, canonical: CanonicalAsset) -> dict[str, str]:
+        """{source: upstream id} of the linked assets."""
+        return {asset.source: asset.upstream_id for asset in canonical.assets.all()}
 
 
 class RawListSerializer(serializers.ModelSerializer):

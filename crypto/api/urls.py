@@ -2,7 +2,15 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
-from crypto.api.data_views import AssetViewSet, QuoteViewSet, RawViewSet, RunViewSet
+from crypto.api.data_views import (
+    AssetViewSet,
+    CanonicalAssetViewSet,
+    DriftViewSet,
+    QuarantineViewSet,
+    QuoteViewSet,
+    RawViewSet,
+    RunViewSet,
+)
 from crypto.api.views import DataViewSet, HealthViewSet, StatsViewSet, metrics_view
 
 router = DefaultRouter()
@@ -10,6 +18,9 @@ router.register("quotes", QuoteViewSet, basename="quote")
 router.register("assets", AssetViewSet, basename="asset")
 router.register("runs", RunViewSet, basename="run")
 router.register("raw", RawViewSet, basename="raw")
+router.register("quarantine", QuarantineViewSet, basename="quarantine")
+router.register("drift", DriftViewSet, basename="drift")
+router.register("canonical-assets", CanonicalAssetViewSet, basename="canonical-asset")
 
 # Each answers with or without a trailing slash, and never redirects: scripts call `/health`.
 urlpatterns = [

@@ -12,7 +12,9 @@ import io
 from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
+import orjson
 from django.db import connection
 
 from crypto.models import QUOTE_VALUE_FIELDS
@@ -119,15 +121,26 @@ def raw_insert(
     request: str,
     position: int,
     run_id: int,
+    fingerprint: dict[str, Any],
 ) -> tuple[int, bool]:
     """Store a body's canonical JSON text unless this source already has that content: (id, created).
     The text goes to jsonb as is, with no second serialization by the ORM."""
     with connection.cursor() as cursor:
         cursor.execute(
             "INSERT INTO raw_crypto_data (source, data, fetched_at, content_hash, record_count, request, position, "
-            "run_id) VALUES (%s, %s::jsonb, %s, %s, %s, %s, %s, %s) "
+            "run_id, fingerprint) VALUES (%s, %s::jsonb, %s, %s, %s, %s, %s, %s, %s::jsonb) "
             "ON CONFLICT (source, content_hash) DO NOTHING RETURNING id",
-            [source, canonical.decode(), fetched_at, content_hash, record_count, request, position, run_id],
+            [
+                source,
+                canonical.decode(),
+                fetched_at,
+                content_hash,
+                record_count,
+                request,
+                position,
+                run_id,
+                orjson.dumps(fingerprint).decode(),
+            ],
         )
         row = cursor.fetchone()
         if row is not None:

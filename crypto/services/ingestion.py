@@ -18,7 +18,10 @@ from django.utils import timezone
 from crypto.log_context import log_context
 from crypto.metrics import LAST_SUCCESS, RECORDS_FETCHED, ROWS_UPSERTED, RUN_SECONDS, RUNS
 from crypto.models import IngestionRun
+from crypto.services.canonical import LINKED_SOURCES, links_refresh
+from crypto.services.checks import run_checks
 from crypto.services.locks import advisory_xact_lock_try, advisory_xact_lock_wait
+from crypto.services.quality import drift_detect, quarantine_store
 from crypto.services.storage import loaded_file_record, raw_body_store, records_upsert
 from crypto.sources import source_get
 from crypto.sources.base import Body, FetchContext, SourceError
@@ -161,6 +164,8 @@ def _run(
             RUNS.labels(run.source, IngestionRun.Status.FAILED).inc()
             raise exc from None
         say(f"{source}: failed: {run.error}")
+    if run.status == IngestionRun.Status.SUCCEEDED:
+        _after_success(run)
     _metrics_record(run)
     logger.info(
         "ingestion run finished",
@@ -183,19 +188,41 @@ def _body_ingest(*, run: IngestionRun, module: object, body: Body, say: Progress
         )
         return
     run.raw_stored += 1
-    parsed = module.parse(data=stored.data)  # type: ignore[attr-defined]
-    upserted = records_upsert(
-        source=run.source, records=parsed.records, raw_id=stored.raw_id, default_time=body.fetched_at
+    drift = drift_detect(
+        run=run,
+        raw_id=stored.raw_id,
+        position=body.position,
+        fingerprint=stored.fingerprint,
+        used_fields=module.USED_FIELDS,  # type: ignore[attr-defined]
     )
-    run.rows_upserted += upserted
+    if drift is not None:
+        say(f"{run.source}: body {body.position}: schema drift ({drift.severity}): {drift.summary}")
+    parsed = module.parse(data=stored.data)  # type: ignore[attr-defined]
+    # Counted first, so a run that fails on them still says which records and why.
     run.records_rejected += len(parsed.problems)
     room = PROBLEMS_KEPT - len(run.problems)
     if room > 0:
         run.problems.extend(f"body {body.position}, {problem}" for problem in parsed.problems[:room])
+    quarantine_store(run=run, raw_id=stored.raw_id, body=body, problems=parsed.problems)
+    upserted = records_upsert(
+        source=run.source, records=parsed.records, raw_id=stored.raw_id, default_time=body.fetched_at
+    )
+    run.rows_upserted += upserted
     say(
         f"{run.source}: body {body.position}: {body.record_count} records, {upserted} rows upserted"
         + (f", {len(parsed.problems)} rejected" if parsed.problems else "")
     )
+
+
+def _after_success(run: IngestionRun) -> None:
+    """Link new assets across sources, then compare the run with the previous one and flag what
+    looks wrong. Neither can fail a run that has committed: a failure here is logged."""
+    try:
+        if run.source in LINKED_SOURCES:
+            links_refresh()
+        run_checks(run)
+    except DatabaseError:
+        logger.exception("checks after the run failed; its data is loaded")
 
 
 def _metrics_record(run: IngestionRun) -> None:

@@ -29,6 +29,7 @@ from crypto.models import (
 from crypto.services import bulk
 from crypto.sources.base import Body, Record, canonical_json, without_nul
 from crypto.sources.files import file_digest
+from crypto.sources.fingerprint import fingerprint
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class StoredBody:
     created: bool
     data: Any  # the body as stored, what parsing must read
     nul_removed: bool
+    fingerprint: dict[str, Any]
 
 
 def raw_body_store(*, source: str, body: Body, run: IngestionRun) -> StoredBody:
@@ -51,6 +53,7 @@ def raw_body_store(*, source: str, body: Body, run: IngestionRun) -> StoredBody:
         canonical = canonical_json(data)
     digest = hashlib.sha256(canonical).hexdigest()
     request = body.request[:2000]
+    shape = fingerprint(data)
     if connection.vendor == "postgresql":
         raw_id, created = bulk.raw_insert(
             source=source,
@@ -61,6 +64,7 @@ def raw_body_store(*, source: str, body: Body, run: IngestionRun) -> StoredBody:
             request=request,
             position=body.position,
             run_id=run.pk,
+            fingerprint=shape,
         )
     else:
         raw, created = RawCryptoData.objects.get_or_create(
@@ -73,6 +77,7 @@ def raw_body_store(*, source: str, body: Body, run: IngestionRun) -> StoredBody:
                 "record_count": body.record_count,
                 "request": request,
                 "position": body.position,
+                "fingerprint": shape,
             },
         )
         raw_id = raw.pk
@@ -81,7 +86,7 @@ def raw_body_store(*, source: str, body: Body, run: IngestionRun) -> StoredBody:
     RunBody.objects.get_or_create(
         run=run, raw_id=raw_id, defaults={"position": body.position, "fetched_at": body.fetched_at}
     )
-    return StoredBody(raw_id=raw_id, created=created, data=data, nul_removed=nul_removed)
+    return StoredBody(raw_id=raw_id, created=created, data=data, nul_removed=nul_removed, fingerprint=shape)
 
 
 def records_upsert(*, source: str, records: list[Record], raw_id: int, default_time: datetime) -> int:

@@ -108,6 +108,10 @@ FIELDS: list[tuple[str, str, Converter]] = [
 ]
 
 
+# The fields we normalize: drift on these is a warning, on the rest information.
+USED_FIELDS = frozenset({"id", "symbol", "name", *(key for _, key, _ in FIELDS)})
+
+
 def parse_market(item: Mapping[str, Any], *, where: str, result: ParseResult) -> None:
     """One CoinGecko market object (also a row of the flattened CSV layout, as strings)."""
     upstream_id = record_id(item, where=where, result=result)

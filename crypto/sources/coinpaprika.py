@@ -62,6 +62,14 @@ USD_FIELDS: list[tuple[str, str, Converter]] = [
 ]
 
 
+# The fields we normalize: drift on these is a warning, on the rest information.
+USED_FIELDS = frozenset(
+    {"id", "symbol", "name", "quotes", "quotes.USD"}
+    | {key for _, key, _ in TICKER_FIELDS}
+    | {f"quotes.USD.{key}" for _, key, _ in USD_FIELDS}
+)
+
+
 def auth_header(api_key: str) -> dict[str, str]:
     return {"Authorization": api_key} if api_key else {}
 

@@ -50,6 +50,9 @@ SIMPLE_FIELDS: list[tuple[str, str, Converter]] = [
     ("volume_24h_usd", "volume_24h", to_decimal),
 ]
 
+# The columns we normalize, in either layout: drift on these is a warning, on the rest information.
+USED_FIELDS = coingecko.USED_FIELDS | {key for _, key, _ in SIMPLE_FIELDS}
+
 
 class CsvFileError(SourceError):
     pass

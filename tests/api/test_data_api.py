@@ -180,7 +180,15 @@ def test_raw_bodies_are_listed_without_their_body_and_shown_with_it(api: Client,
 
 
 def test_api_root_and_docs_work_offline(api: Client) -> None:
-    assert set(api.get("/api/").json()) == {"quotes", "assets", "runs", "raw"}
+    assert set(api.get("/api/").json()) == {
+        "quotes",
+        "assets",
+        "canonical-assets",
+        "runs",
+        "raw",
+        "quarantine",
+        "drift",
+    }
     docs = Client().get("/api/docs/")
     assert docs.status_code == 200
     html = docs.content.decode()

@@ -1,0 +1,84 @@
+"""Checks on each new body, inside its run's transaction: invalid records go to quarantine (or fail
+the run when most of the body is invalid), and the body's structure is compared with the source's
+previous body at the same position to record schema drift."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.conf import settings
+from django.db.models import F
+
+from crypto.metrics import QUARANTINED, SCHEMA_DRIFT
+from crypto.models import IngestionRun, QuarantinedRecord, RawCryptoData, SchemaDrift, SourceTotals
+from crypto.sources.base import Body, Problem, SourceError
+from crypto.sources.fingerprint import drift_between
+
+logger = logging.getLogger(__name__)
+
+
+class BodyRejected(SourceError):
+    """Most of a body's records are invalid: the upstream changed or broke, not a few bad rows."""
+
+
+def quarantine_store(*, run: IngestionRun, raw_id: int, body: Body, problems: list[Problem]) -> None:
+    """Keep every invalid record with its reason and place in the body; fail the run instead when
+    their share passes QUARANTINE_MAX_FRACTION."""
+    if not problems:
+        return
+    total = body.record_count
+    if total and len(problems) / total > settings.QUARANTINE_MAX_FRACTION:
+        raise BodyRejected(
+            f"body {body.position}: {len(problems)} of {total} records are invalid, more than "
+            f"QUARANTINE_MAX_FRACTION={settings.QUARANTINE_MAX_FRACTION:g}; the first: {problems[0]}"
+        )
+    QuarantinedRecord.objects.bulk_create(
+        [
+            QuarantinedRecord(
+                source=run.source, run=run, raw_id=raw_id, where=p.where[:100], index=p.index, reason=p.message
+            )
+            for p in problems
+        ],
+        batch_size=1000,
+    )
+    SourceTotals.objects.filter(source=run.source).update(quarantined=F("quarantined") + len(problems))
+    QUARANTINED.labels(run.source).inc(len(problems))
+
+
+def drift_detect(
+    *, run: IngestionRun, raw_id: int, position: int, fingerprint: dict[str, Any], used_fields: frozenset[str]
+) -> SchemaDrift | None:
+    """Compare a new body's fingerprint with the source's previous body at the same position (page
+    or chunk), and record what changed. Drift on fields we normalize is a warning."""
+    previous = (
+        RawCryptoData.objects.filter(source=run.source, position=position, fingerprint__isnull=False)
+        .exclude(pk=raw_id)
+        .order_by("-id")
+        .values_list("id", "fingerprint")
+        .first()
+    )
+    if previous is None:
+        return None
+    drift = drift_between(previous[1] or {}, fingerprint, null_rate_threshold=settings.DRIFT_NULL_RATE_JUMP)
+    if drift.empty:
+        return None
+    used = sorted(path for path in drift.fields() if path in used_fields)
+    severity = SchemaDrift.Severity.WARNING if used else SchemaDrift.Severity.INFO
+    event = SchemaDrift.objects.create(
+        source=run.source,
+        raw_id=raw_id,
+        previous_id=previous[0],
+        run=run,
+        severity=severity,
+        added=drift.added,
+        removed=drift.removed,
+        type_changed={path: list(change) for path, change in drift.type_changed.items()},
+        null_rate_jumps={path: list(change) for path, change in drift.null_rate_jumps.items()},
+        used_fields=used,
+        summary=drift.summary(),
+    )
+    SCHEMA_DRIFT.labels(run.source, severity).inc()
+    log = logger.warning if used else logger.info
+    log("schema drift", extra={"severity": severity, "summary": event.summary, "raw_id": raw_id})
+    return event
