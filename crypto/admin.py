@@ -197,7 +197,8 @@ class CanonicalAssetAdmin(ReadOnlyAdmin):
 
 @admin.register(QuarantinedRecord)
 class QuarantinedRecordAdmin(ReadOnlyAdmin):
-    list_display = ("id", "source", "run", "raw", "where", "reason", "quarantined_at")
+    # Ids, not related objects: a listed body would drag its ~2 MB of JSON into every row.
+    list_display = ("id", "source", "run_id", "raw_id", "where", "reason", "quarantined_at")
     list_filter = ("source",)
     search_fields = ("reason",)
     raw_id_fields = ("run", "raw")
@@ -214,7 +215,7 @@ class QuarantinedRecordAdmin(ReadOnlyAdmin):
 
 @admin.register(SchemaDrift)
 class SchemaDriftAdmin(ReadOnlyAdmin):
-    list_display = ("id", "source", "severity", "summary", "raw", "previous", "run", "detected_at")
+    list_display = ("id", "source", "severity", "summary", "raw_id", "previous_id", "run_id", "detected_at")
     list_filter = ("source", "severity")
     search_fields = ("summary",)
     raw_id_fields = ("raw", "previous", "run")
@@ -222,7 +223,7 @@ class SchemaDriftAdmin(ReadOnlyAdmin):
 
 @admin.register(LoadedFile)
 class LoadedFileAdmin(ReadOnlyAdmin):
-    list_display = ("id", "source", "path", "size", "records", "run", "loaded_at")
+    list_display = ("id", "source", "path", "size", "records", "run_id", "loaded_at")
     list_filter = ("source",)
     search_fields = ("path", "digest")
     raw_id_fields = ("run",)

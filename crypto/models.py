@@ -117,6 +117,12 @@ class RawCryptoData(models.Model):
         indexes = [
             models.Index(fields=["source", "-fetched_at"], name="raw_source_fetched"),
             models.Index(fields=["-fetched_at", "-id"], name="raw_fetched_id"),
+            # The previous body at a position, for schema drift (crypto/services/quality.py).
+            models.Index(
+                fields=["source", "position", "-id"],
+                condition=models.Q(fingerprint__isnull=False),
+                name="raw_source_position_id",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -181,7 +187,7 @@ class Asset(models.Model):
     """An asset as one source identifies it. Keyed on the upstream id, never the symbol."""
 
     class LinkStatus(models.TextChoices):
-        PENDING = "", "not examined yet"
+        PENDING = "pending", "not examined yet"
         LINKED = "linked", "linked by the rule"
         AMBIGUOUS = "ambiguous", "ambiguous: several candidates"
         NO_MATCH = "no_match", "no counterpart found"
@@ -198,7 +204,7 @@ class Asset(models.Model):
         CanonicalAsset, null=True, blank=True, on_delete=models.SET_NULL, related_name="assets"
     )
     # Database defaults too: the bulk load (crypto/services/bulk.py) inserts assets without them.
-    link_status = models.CharField(max_length=20, blank=True, db_default="", choices=LinkStatus.choices)
+    link_status = models.CharField(max_length=20, db_default=LinkStatus.PENDING, choices=LinkStatus.choices)
     link_note = models.CharField(max_length=500, blank=True, db_default="", help_text="why linked, or the candidates")
 
     class Meta:
@@ -206,6 +212,12 @@ class Asset(models.Model):
         ordering = ["source", "upstream_id"]
         constraints = [
             models.UniqueConstraint(fields=["source", "upstream_id"], name="asset_unique_source_upstream_id"),
+            # A coin has at most one asset per source.
+            models.UniqueConstraint(
+                fields=["canonical", "source"],
+                condition=models.Q(canonical__isnull=False),
+                name="asset_unique_canonical_source",
+            ),
         ]
         indexes = [
             models.Index(fields=["symbol"], name="asset_symbol"),
@@ -328,7 +340,7 @@ class QuarantinedRecord(models.Model):
     raw body, so a bad record is never silently lost."""
 
     source = models.CharField(max_length=16, choices=Source.choices)
-    run = models.ForeignKey(IngestionRun, on_delete=models.CASCADE, related_name="quarantined")
+    run = models.ForeignKey(IngestionRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="quarantined")
     raw = models.ForeignKey(RawCryptoData, on_delete=models.CASCADE, related_name="quarantined")
     where = models.CharField(max_length=100, help_text="`record 12` or `line 40`")
     index = models.PositiveIntegerField(null=True, blank=True, help_text="place in the body's list of records")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 from decimal import Decimal
+from io import StringIO
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +89,9 @@ def test_a_body_where_most_records_are_invalid_fails_the_run_instead(tmp_path: P
 # --- schema drift -------------------------------------------------------------------------------
 
 
-def test_drift_on_an_unused_field_is_information_and_on_a_used_field_a_warning(tmp_path: Path, client: Client) -> None:
+def test_drift_on_an_unused_field_is_information_and_on_a_used_field_a_warning(
+    tmp_path: Path, client: Client, django_capture_on_commit_callbacks: Any
+) -> None:
     body = tickers()
     assert load(tmp_path, "coinpaprika", body).status == "succeeded"
     assert not SchemaDrift.objects.exists(), "the first body has nothing to drift from"
@@ -104,7 +107,8 @@ def test_drift_on_an_unused_field_is_information_and_on_a_used_field_a_warning(t
     stringly = copy.deepcopy(later(body, 2))
     for ticker in stringly:
         ticker["quotes"]["USD"]["price"] = str(ticker["quotes"]["USD"]["price"])
-    run = load(tmp_path, "coinpaprika", stringly)
+    with django_capture_on_commit_callbacks(execute=True):  # metrics count what was committed
+        run = load(tmp_path, "coinpaprika", stringly)
     warning = SchemaDrift.objects.order_by("-id").first()
     assert warning is not None and warning.severity == "warning" and warning.used_fields == ["quotes.USD.price"]
     assert warning.type_changed == {"quotes.USD.price": [["number"], ["string"]]}
@@ -250,3 +254,99 @@ def test_two_sources_pricing_a_linked_coin_apart_at_the_same_time_are_flagged(tm
     assert "(10.0%)" in flag["message"] and "on coingecko" in flag["message"]
     btc = MarketQuote.objects.get(asset__upstream_id="btc-bitcoin")
     assert btc.price_usd == pytest.approx(Decimal(str(gecko["bitcoin"]["current_price"] * 1.10)))
+
+
+# --- edges found in review ------------------------------------------------------------------------
+
+
+def test_runs_after_one_with_a_record_without_id_are_still_compared(tmp_path: Path) -> None:
+    body = tickers()
+    load(tmp_path, "coinpaprika", body)
+    broken = later(body, 1)
+    del broken[7]["id"]
+    broken[8] = "not an object"  # type: ignore[call-overload]
+    second = load(tmp_path, "coinpaprika", broken)
+    third = load(tmp_path, "coinpaprika", later(body, 2))
+    assert second.comparison["assets_disappeared"] == 2 and third.comparison["assets_appeared"] == 2
+    assert third.comparison["previous_run"] == second.pk
+
+
+def test_a_failing_check_after_the_run_never_fails_the_committed_run(tmp_path: Path, monkeypatch) -> None:
+    from crypto.services import ingestion
+
+    def broken(run: IngestionRun) -> None:
+        raise RuntimeError("a bug in a check")
+
+    monkeypatch.setattr(ingestion, "run_checks", broken)
+    run = load(tmp_path, "coingecko", markets())
+    assert run.status == "succeeded" and MarketQuote.objects.count() == 250
+    assert Asset.objects.filter(source="coingecko", link_status="no_match").count() == 250, "linking still ran"
+
+
+def test_one_invalid_record_on_a_short_last_page_is_quarantined_not_a_failed_run(tmp_path: Path) -> None:
+    run = load(tmp_path, "coingecko", [{"id": "x", "current_price": "n/a"}])
+    assert run.status == "failed" and "the run: 1 of 1 records are invalid" in run.error
+    page = markets()
+    for name, body in (("page1.json", page[:249]), ("page2.json", [{"id": "x", "current_price": "n/a"}])):
+        (tmp_path / name).write_bytes(orjson.dumps(body))
+
+    def two_pages(**kwargs: Any):
+        from crypto.services.storage import body_prepare
+        from crypto.sources.files import json_bodies
+
+        for position, name in enumerate(("page1.json", "page2.json"), start=1):
+            [body] = json_bodies(str(tmp_path / name), count=len)
+            yield body_prepare(dataclass_replace(body, position=position))
+
+    run = ingestion_run(source="coingecko", trigger="file", prepared=two_pages())
+    assert run.status == "succeeded" and run.records_rejected == 1 and QuarantinedRecord.objects.count() == 1
+
+
+def dataclass_replace(obj: Any, **changes: Any) -> Any:
+    import dataclasses
+
+    return dataclasses.replace(obj, **changes)
+
+
+def test_linking_two_assets_already_on_coins_leaves_no_one_sided_coin(admin_client: Client) -> None:
+    from crypto.models import CanonicalAsset
+    from crypto.services.canonical import assets_link
+
+    a, b = (Asset.objects.create(source="coingecko", upstream_id=u, symbol="a", name=u) for u in ("a1", "a2"))
+    p, q = (Asset.objects.create(source="coinpaprika", upstream_id=u, symbol="A", name=u) for u in ("p1", "p2"))
+    assets_link(assets=Asset.objects.filter(pk__in=[a.pk, q.pk]), who="op")
+    assets_link(assets=Asset.objects.filter(pk__in=[b.pk, p.pk]), who="op")
+    coin = assets_link(assets=Asset.objects.filter(pk__in=[a.pk, p.pk]), who="op")
+    states = {x.upstream_id: (x.canonical_id, x.link_status) for x in Asset.objects.all()}
+    assert states["a1"] == states["p1"] == (coin.pk, "operator_linked")
+    assert states["p2"] == (None, "operator_unlinked") and states["a2"] == (None, "no_match")
+    assert list(CanonicalAsset.objects.values_list("pk", flat=True)) == [coin.pk]
+
+
+def test_a_coin_cannot_hold_two_assets_of_one_source() -> None:
+    from django.db import IntegrityError, transaction
+
+    from crypto.models import CanonicalAsset
+
+    coin = CanonicalAsset.objects.create(symbol="X", name="X")
+    Asset.objects.create(source="coingecko", upstream_id="x1", canonical=coin)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Asset.objects.create(source="coingecko", upstream_id="x2", canonical=coin)
+
+
+def test_assets_not_examined_yet_can_be_listed(client: Client) -> None:
+    Asset.objects.create(source="csv", upstream_id="usdt-tether", symbol="USDT", name="Tether")
+    listed = client.get("/api/assets/?link_status=pending").json()["results"]
+    assert [a["upstream_id"] for a in listed] == ["usdt-tether"]
+
+
+def test_renormalize_keeps_one_quarantine_entry_per_invalid_record(tmp_path: Path, client: Client) -> None:
+    from django.core.management import call_command
+
+    body = tickers()
+    body[0] = dict(body[0], quotes={})
+    body[1] = dict(body[1], rank="first")
+    load(tmp_path, "coinpaprika", body)
+    call_command("renormalize", stdout=StringIO(), stderr=StringIO())
+    assert QuarantinedRecord.objects.count() == 2
+    assert client.get("/stats").json()["sources"]["coinpaprika"]["quarantined"] == 2

@@ -4,8 +4,9 @@ disagree about one coin). Findings are flags on the run; they never undo what th
 
 from __future__ import annotations
 
+import functools
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -23,8 +24,12 @@ EXAMPLES = 10  # examples kept per flag
 
 def run_checks(run: IngestionRun) -> None:
     """Compare `run` with the previous successful run of its source and store flags on it."""
+    # Like with like: a saved file is compared with the file loaded before it, a fetch with a fetch.
+    same_kind = {"trigger": run.trigger} if run.trigger == IngestionRun.Trigger.FILE else {}
     previous = (
         IngestionRun.objects.filter(source=run.source, status=IngestionRun.Status.SUCCEEDED, id__lt=run.pk)
+        .filter(**same_kind)
+        .exclude(**({} if same_kind else {"trigger": IngestionRun.Trigger.FILE}))
         .order_by("-id")
         .first()
     )
@@ -42,21 +47,42 @@ def run_checks(run: IngestionRun) -> None:
         logger.warning("run flagged", extra={"kind": flag["kind"], "flag": flag["message"]})
 
 
-def _upstream_ids(run: IngestionRun) -> set[str]:
-    """The upstream ids in every body the run fetched (stored or found unchanged)."""
-    module = source_get(name=run.source)
-    if connection.vendor == "postgresql" and module.RECORDS_PATH == "$":
-        with connection.cursor() as cursor:  # read inside the database: no 2 MB body comes to Python
-            cursor.execute(
-                "SELECT DISTINCT jsonb_path_query(r.data, 'strict $[*].id') #>> '{}' FROM ingestion_run_body b "
-                "JOIN raw_crypto_data r ON r.id = b.raw_id WHERE b.run_id = %s",
-                [run.pk],
-            )
-            return {str(row[0]).strip() for row in cursor.fetchall() if row[0]}
-    ids: set[str] = set()
-    for data in RawCryptoData.objects.filter(runbody__run=run).values_list("data", flat=True).iterator():
+def _upstream_ids(run: IngestionRun) -> frozenset[str]:
+    return _upstream_ids_of(run.pk, run.source, run.started_at)
+
+
+# A finished run's bodies never change: the ids found for a run serve again when the next run of
+# its source compares itself with it (one body scan a run, not two). The start time is in the key
+# so that a database rebuilt from scratch, reusing ids, cannot hit an old entry.
+@functools.lru_cache(maxsize=16)
+def _upstream_ids_of(run_id: int, source: str, started_at: datetime | None) -> frozenset[str]:
+    """The upstream ids (non-empty strings) in every body the run fetched, stored or unchanged."""
+    module = source_get(name=source)
+    if module.RECORDS_PATH == "$":  # a list of records with an `id` each
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:  # read inside the database: no 2 MB body comes to Python
+                cursor.execute(
+                    "SELECT DISTINCT btrim(v #>> '{}') FROM ingestion_run_body b "
+                    "JOIN raw_crypto_data r ON r.id = b.raw_id "
+                    "CROSS JOIN LATERAL jsonb_path_query(r.data, 'lax $[*].id ? (@.type() == \"string\")') v "
+                    "WHERE b.run_id = %s",
+                    [run_id],
+                )
+                return frozenset(row[0] for row in cursor.fetchall() if row[0])
+        bodies = RawCryptoData.objects.filter(runbody__run_id=run_id).values_list("data", flat=True)
+        return frozenset(
+            {
+                item["id"].strip()
+                for data in bodies.iterator()
+                if isinstance(data, list)
+                for item in data
+                if isinstance(item, dict) and isinstance(item.get("id"), str) and item["id"].strip()
+            }
+        )
+    ids: set[str] = set()  # CSV chunks: the row's id is what parsing makes of it
+    for data in RawCryptoData.objects.filter(runbody__run_id=run_id).values_list("data", flat=True).iterator():
         ids |= {record.upstream_id for record in module.parse(data=data).records}
-    return ids
+    return frozenset(ids)
 
 
 def _compare(run: IngestionRun, previous: IngestionRun) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -91,7 +117,7 @@ def _price_moves(run: IngestionRun) -> list[dict[str, Any]]:
     """Quotes this run wrote whose price moved beyond PRICE_MOVE_PCT since the asset's previous quote."""
     previous_price = (
         MarketQuote.objects.filter(asset_id=OuterRef("asset_id"), last_updated__lt=OuterRef("last_updated"))
-        .order_by("-last_updated")
+        .order_by("-last_updated", "-id")
         .values("price_usd")[:1]
     )
     rows = (
@@ -133,7 +159,7 @@ def _price_disagreements(run: IngestionRun) -> list[dict[str, Any]]:
             price_usd__isnull=False,
         )
         .exclude(source=run.source)
-        .order_by("-last_updated")
+        .order_by("-last_updated", "-id")  # both subqueries below pick the same row
     )
     rows = (
         MarketQuote.objects.filter(raw__run=run, asset__canonical__isnull=False, price_usd__isnull=False)

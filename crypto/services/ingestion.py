@@ -8,7 +8,7 @@ with the reason. A transaction-scoped advisory lock keeps one run per source at 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from django.conf import settings
@@ -21,8 +21,8 @@ from crypto.models import IngestionRun
 from crypto.services.canonical import LINKED_SOURCES, links_refresh
 from crypto.services.checks import run_checks
 from crypto.services.locks import advisory_xact_lock_try, advisory_xact_lock_wait
-from crypto.services.quality import drift_detect, quarantine_store
-from crypto.services.storage import loaded_file_record, raw_body_store, records_upsert
+from crypto.services.quality import drift_detect, quarantine_store, quarantine_threshold_check
+from crypto.services.storage import PreparedBody, body_prepare, loaded_file_record, raw_body_store, records_upsert
 from crypto.sources import source_get
 from crypto.sources.base import Body, FetchContext, SourceError
 from crypto.sources.http import HttpClient, UpstreamError
@@ -87,8 +87,10 @@ def ingestion_run(
     client: HttpClient | None = None,
     retry_allowed: bool = False,
     wait_for_lock: bool = False,
+    prepared: Iterable[PreparedBody] | None = None,
 ) -> IngestionRun:
     """Run one ingestion of `source` now (or load a saved body from `file`) and return the run.
+    A backfill passes `file`'s bodies already `prepared` (read and parsed ahead, off the database).
 
     Never raises for a failed run: the returned run says `failed` with the error. It raises only
     when the failure cannot even be recorded (the database is gone), so a caller can retry.
@@ -105,7 +107,14 @@ def ingestion_run(
             client=client,
             retry_allowed=retry_allowed,
             wait_for_lock=wait_for_lock,
+            prepared=prepared,
         )
+
+
+def file_bodies(*, source: str, path: str) -> Iterator[Body]:
+    """The bodies of a saved file of `source`."""
+    module = source_get(name=source)
+    return module.read_file(path=path, **({"chunk_rows": settings.CSV_CHUNK_ROWS} if source == "csv" else {}))
 
 
 def _run(
@@ -117,6 +126,7 @@ def _run(
     client: HttpClient | None,
     retry_allowed: bool,
     wait_for_lock: bool,
+    prepared: Iterable[PreparedBody] | None,
 ) -> IngestionRun:
     source = run.source
     logger.info("ingestion run started")
@@ -128,13 +138,17 @@ def _run(
             elif not advisory_xact_lock_try(name=f"ingest:{source}"):
                 raise AlreadyRunning(f"{source} is already being ingested by another run; this one wrote nothing")
             _abandoned_runs_close(source=source, current=run)
-            bodies: Iterator[Body] = (
-                module.read_file(path=file, **({"chunk_rows": settings.CSV_CHUNK_ROWS} if source == "csv" else {}))
-                if file
-                else module.fetch(context=fetch_context_build(source=source, client=client))
-            )
-            for body in bodies:
-                _body_ingest(run=run, module=module, body=body, say=say)
+            if prepared is None:
+                bodies: Iterator[Body] = (
+                    file_bodies(source=source, path=file)
+                    if file
+                    else module.fetch(context=fetch_context_build(source=source, client=client))
+                )
+                prepared = (body_prepare(body) for body in bodies)
+            parsed_records = 0
+            for item in prepared:
+                parsed_records += _body_ingest(run=run, module=module, prepared=item, say=say)
+            quarantine_threshold_check(rejected=run.records_rejected, total=parsed_records, where="the run")
             if file:
                 loaded_file_record(source=source, path=file, run=run)
             run.status = IngestionRun.Status.SUCCEEDED
@@ -164,9 +178,9 @@ def _run(
             RUNS.labels(run.source, IngestionRun.Status.FAILED).inc()
             raise exc from None
         say(f"{source}: failed: {run.error}")
+    _metrics_record(run)
     if run.status == IngestionRun.Status.SUCCEEDED:
         _after_success(run)
-    _metrics_record(run)
     logger.info(
         "ingestion run finished",
         extra={"status": run.status, "error": run.error, "rows_upserted": run.rows_upserted},
@@ -174,55 +188,51 @@ def _run(
     return run
 
 
-def _body_ingest(*, run: IngestionRun, module: object, body: Body, say: Progress) -> None:
-    stored = raw_body_store(source=run.source, body=body, run=run)
-    if stored.nul_removed:
+def _body_ingest(*, run: IngestionRun, module: Any, prepared: PreparedBody, say: Progress) -> int:
+    """Store one body and, when it is new, normalize it; returns the records parsed (0 if unchanged)."""
+    body = prepared.body
+    raw_id, created = raw_body_store(source=run.source, prepared=prepared, run=run)
+    if prepared.nul_removed:
         say(f"{run.source}: body {body.position}: NUL characters removed (the database cannot store them)")
     run.records_fetched += body.record_count
-    if not stored.created:
+    if not created:
         # Same content as a stored body: its rows are already in, from the run that stored it.
         run.raw_duplicates += 1
-        say(
-            f"{run.source}: body {body.position}: {body.record_count} records, unchanged since "
-            f"body #{stored.raw_id}, skipped"
-        )
-        return
+        say(f"{run.source}: body {body.position}: {body.record_count} records, unchanged since body #{raw_id}, skipped")
+        return 0
     run.raw_stored += 1
     drift = drift_detect(
-        run=run,
-        raw_id=stored.raw_id,
-        position=body.position,
-        fingerprint=stored.fingerprint,
-        used_fields=module.USED_FIELDS,  # type: ignore[attr-defined]
+        run=run, raw_id=raw_id, position=body.position, fingerprint=prepared.fingerprint, used_fields=module.USED_FIELDS
     )
     if drift is not None:
         say(f"{run.source}: body {body.position}: schema drift ({drift.severity}): {drift.summary}")
-    parsed = module.parse(data=stored.data)  # type: ignore[attr-defined]
+    parsed = prepared.parsed if prepared.parsed is not None else module.parse(data=prepared.data)
     # Counted first, so a run that fails on them still says which records and why.
     run.records_rejected += len(parsed.problems)
     room = PROBLEMS_KEPT - len(run.problems)
     if room > 0:
         run.problems.extend(f"body {body.position}, {problem}" for problem in parsed.problems[:room])
-    quarantine_store(run=run, raw_id=stored.raw_id, body=body, problems=parsed.problems)
-    upserted = records_upsert(
-        source=run.source, records=parsed.records, raw_id=stored.raw_id, default_time=body.fetched_at
-    )
+    quarantine_store(run=run, raw_id=raw_id, body=body, problems=parsed.problems)
+    upserted = records_upsert(source=run.source, records=parsed.records, raw_id=raw_id, default_time=body.fetched_at)
     run.rows_upserted += upserted
     say(
         f"{run.source}: body {body.position}: {body.record_count} records, {upserted} rows upserted"
         + (f", {len(parsed.problems)} rejected" if parsed.problems else "")
     )
+    return len(parsed.records) + len(parsed.problems)
 
 
 def _after_success(run: IngestionRun) -> None:
     """Link new assets across sources, then compare the run with the previous one and flag what
-    looks wrong. Neither can fail a run that has committed: a failure here is logged."""
-    try:
-        if run.source in LINKED_SOURCES:
-            links_refresh()
-        run_checks(run)
-    except DatabaseError:
-        logger.exception("checks after the run failed; its data is loaded")
+    looks wrong. Neither can fail a run that has committed: a failure is logged, its savepoint
+    rolled back, and the next step still runs."""
+    steps: list[Callable[[], object]] = [links_refresh] if run.source in LINKED_SOURCES else []
+    for step in [*steps, lambda: run_checks(run)]:
+        try:
+            with transaction.atomic():
+                step()
+        except Exception:  # anything at all: the run's data is committed and must stay reported so
+            logger.exception("a check after the run failed; its data is loaded")
 
 
 def _metrics_record(run: IngestionRun) -> None:

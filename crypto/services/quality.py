@@ -8,6 +8,7 @@ import logging
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import F
 
 from crypto.metrics import QUARANTINED, SCHEMA_DRIFT
@@ -22,28 +23,50 @@ class BodyRejected(SourceError):
     """Most of a body's records are invalid: the upstream changed or broke, not a few bad rows."""
 
 
+# Below this many records a body is judged with the rest of its run, not alone: one bad record
+# on a short last page is not "most of the body failed".
+THRESHOLD_MIN_RECORDS = 20
+
+
+def quarantine_threshold_check(*, rejected: int, total: int, where: str, first: Problem | None = None) -> None:
+    """Fail when more than QUARANTINE_MAX_FRACTION of `total` records are invalid."""
+    if total and rejected / total > settings.QUARANTINE_MAX_FRACTION:
+        raise BodyRejected(
+            f"{where}: {rejected} of {total} records are invalid, more than "
+            f"QUARANTINE_MAX_FRACTION={settings.QUARANTINE_MAX_FRACTION:g}" + (f"; the first: {first}" if first else "")
+        )
+
+
 def quarantine_store(*, run: IngestionRun, raw_id: int, body: Body, problems: list[Problem]) -> None:
     """Keep every invalid record with its reason and place in the body; fail the run instead when
-    their share passes QUARANTINE_MAX_FRACTION."""
+    their share passes QUARANTINE_MAX_FRACTION (in a body of THRESHOLD_MIN_RECORDS or more; the
+    run checks its total at the end)."""
     if not problems:
         return
     total = body.record_count
-    if total and len(problems) / total > settings.QUARANTINE_MAX_FRACTION:
-        raise BodyRejected(
-            f"body {body.position}: {len(problems)} of {total} records are invalid, more than "
-            f"QUARANTINE_MAX_FRACTION={settings.QUARANTINE_MAX_FRACTION:g}; the first: {problems[0]}"
+    if total >= THRESHOLD_MIN_RECORDS:
+        quarantine_threshold_check(
+            rejected=len(problems), total=total, where=f"body {body.position}", first=problems[0]
         )
+    quarantine_replace(source=run.source, raw_id=raw_id, run_id=run.pk, problems=problems)
+    transaction.on_commit(lambda: QUARANTINED.labels(run.source).inc(len(problems)))
+
+
+def quarantine_replace(*, source: str, raw_id: int, run_id: int | None, problems: list[Problem]) -> None:
+    """A body parsed again (renormalize, after a parser fix, say): its quarantine becomes what this
+    parse rejected, and the source's count follows."""
+    removed, _ = QuarantinedRecord.objects.filter(raw_id=raw_id).delete()
     QuarantinedRecord.objects.bulk_create(
         [
             QuarantinedRecord(
-                source=run.source, run=run, raw_id=raw_id, where=p.where[:100], index=p.index, reason=p.message
+                source=source, run_id=run_id, raw_id=raw_id, where=p.where[:100], index=p.index, reason=p.message
             )
             for p in problems
         ],
         batch_size=1000,
     )
-    SourceTotals.objects.filter(source=run.source).update(quarantined=F("quarantined") + len(problems))
-    QUARANTINED.labels(run.source).inc(len(problems))
+    if removed != len(problems):
+        SourceTotals.objects.filter(source=source).update(quarantined=F("quarantined") - removed + len(problems))
 
 
 def drift_detect(
@@ -52,7 +75,9 @@ def drift_detect(
     """Compare a new body's fingerprint with the source's previous body at the same position (page
     or chunk), and record what changed. Drift on fields we normalize is a warning."""
     previous = (
-        RawCryptoData.objects.filter(source=run.source, position=position, fingerprint__isnull=False)
+        RawCryptoData.objects.filter(
+            source=run.source, position=position, fingerprint__isnull=False, record_count__gt=0
+        )
         .exclude(pk=raw_id)
         .order_by("-id")
         .values_list("id", "fingerprint")
@@ -78,7 +103,7 @@ def drift_detect(
         used_fields=used,
         summary=drift.summary(),
     )
-    SCHEMA_DRIFT.labels(run.source, severity).inc()
+    transaction.on_commit(lambda: SCHEMA_DRIFT.labels(run.source, severity).inc())
     log = logger.warning if used else logger.info
     log("schema drift", extra={"severity": severity, "summary": event.summary, "raw_id": raw_id})
     return event

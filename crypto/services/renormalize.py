@@ -17,6 +17,7 @@ from django.db import transaction
 
 from crypto.models import RawCryptoData
 from crypto.services.locks import advisory_xact_lock_wait
+from crypto.services.quality import quarantine_replace
 from crypto.services.storage import records_upsert
 from crypto.sources import SOURCE_NAMES, source_get
 
@@ -51,6 +52,7 @@ def renormalize_run(
                 advisory_xact_lock_wait(name=f"ingest:{name}")
             for raw in RawCryptoData.objects.filter(pk__in=[pk for pk, _ in batch]).order_by("id"):
                 parsed = source_get(name=raw.source).parse(data=raw.data)
+                quarantine_replace(source=raw.source, raw_id=raw.pk, run_id=raw.run_id, problems=parsed.problems)
                 progress.rows_upserted += records_upsert(
                     source=raw.source, records=parsed.records, raw_id=raw.pk, default_time=raw.fetched_at
                 )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -27,23 +28,27 @@ from crypto.models import (
     SourceTotals,
 )
 from crypto.services import bulk
-from crypto.sources.base import Body, Record, canonical_json, without_nul
+from crypto.sources.base import Body, ParseResult, Record, canonical_json, without_nul
 from crypto.sources.files import file_digest
 from crypto.sources.fingerprint import fingerprint
 
 
 @dataclass(frozen=True)
-class StoredBody:
-    raw_id: int
-    created: bool
-    data: Any  # the body as stored, what parsing must read
+class PreparedBody:
+    """A body made ready to store, by pure work done before the database is involved: the body as
+    it will be stored, its canonical JSON, content hash and fingerprint, and (when read ahead by a
+    backfill) its parsed records."""
+
+    body: Body
+    data: Any  # the body as stored (NUL removed), what parsing must read
+    canonical: bytes
+    digest: str
     nul_removed: bool
     fingerprint: dict[str, Any]
+    parsed: ParseResult | None = None
 
 
-def raw_body_store(*, source: str, body: Body, run: IngestionRun) -> StoredBody:
-    """Store a body unless the same content is already stored for this source, and link it to
-    the run either way (the run's dataset includes bodies it fetched that were not new)."""
+def body_prepare(body: Body, *, parse: Callable[..., ParseResult] | None = None) -> PreparedBody:
     # One canonical serialization (a 2 MB body takes milliseconds) serves the NUL check and the hash.
     data, canonical = body.data, canonical_json(body.data)
     nul_removed = b"\\u0000" in canonical
@@ -51,7 +56,28 @@ def raw_body_store(*, source: str, body: Body, run: IngestionRun) -> StoredBody:
         # PostgreSQL text and jsonb cannot hold NUL; one would otherwise fail the whole run.
         data = without_nul(data)
         canonical = canonical_json(data)
-    digest = hashlib.sha256(canonical).hexdigest()
+    return PreparedBody(
+        body=body,
+        data=data,
+        canonical=canonical,
+        digest=hashlib.sha256(canonical).hexdigest(),
+        nul_removed=nul_removed,
+        fingerprint=fingerprint(data),
+        parsed=parse(data=data) if parse is not None else None,
+    )
+
+
+def raw_body_store(*, source: str, prepared: PreparedBody, run: IngestionRun) -> tuple[int, bool]:
+    """Store a body unless the same content is already stored for this source, and link it to
+    the run either way (the run's dataset includes bodies it fetched that were not new).
+    Returns the raw row's id and whether it was stored now."""
+    body, data, canonical, digest, shape = (
+        prepared.body,
+        prepared.data,
+        prepared.canonical,
+        prepared.digest,
+        prepared.fingerprint,
+    )
     request = body.request[:2000]
     shape = fingerprint(data)
     if connection.vendor == "postgresql":
@@ -86,7 +112,7 @@ def raw_body_store(*, source: str, body: Body, run: IngestionRun) -> StoredBody:
     RunBody.objects.get_or_create(
         run=run, raw_id=raw_id, defaults={"position": body.position, "fetched_at": body.fetched_at}
     )
-    return StoredBody(raw_id=raw_id, created=created, data=data, nul_removed=nul_removed, fingerprint=shape)
+    return raw_id, created
 
 
 def records_upsert(*, source: str, records: list[Record], raw_id: int, default_time: datetime) -> int:
@@ -156,9 +182,3 @@ def loaded_file_record(*, source: str, path: str, run: IngestionRun) -> None:
         digest=digest,
         defaults={"path": path[:2000], "size": size, "records": run.records_fetched, "run": run},
     )
-
-
-def loaded_file_find(*, source: str, path: str) -> LoadedFile | None:
-    """The earlier load of the file at `path`, known by the sha256 of its bytes."""
-    digest, _ = file_digest(path)
-    return LoadedFile.objects.filter(source=source, digest=digest).first()
