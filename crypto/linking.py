@@ -81,9 +81,11 @@ def _words(text: str) -> list[str]:
 
 def paprika_slug(upstream_id: str, symbol: str) -> str:
     """The CoinPaprika id without its leading ``<symbol>-`` (also ``<symbol><digits>-``, as in ``hft1-hashflow``)."""
-    sym = normalize(symbol)
-    match = re.match(rf"{re.escape(sym)}\d*-(.+)", upstream_id.lower()) if sym else None
-    return match.group(1) if match else upstream_id.lower()
+    sym, low = normalize(symbol), upstream_id.lower()
+    if not sym or not low.startswith(sym):
+        return low
+    rest = low[len(sym) :].lstrip("0123456789")
+    return rest[1:] if rest.startswith("-") and len(rest) > 1 else low
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import OuterRef, Subquery
+from django.db.models import F, OuterRef, Q, Subquery
 
 from crypto.metrics import RUN_FLAGS
 from crypto.models import IngestionRun, MarketQuote, RawCryptoData
@@ -120,11 +120,13 @@ def _price_moves(run: IngestionRun) -> list[dict[str, Any]]:
         .order_by("-last_updated", "-id")
         .values("price_usd")[:1]
     )
+    share = Decimal(str(settings.PRICE_MOVE_PCT)) / 100
+    # Filtered in the database: only the moved quotes come back, not every quote of the run.
     rows = (
         MarketQuote.objects.filter(raw__run=run, price_usd__isnull=False)
         .annotate(previous=Subquery(previous_price))
-        .filter(previous__isnull=False)
-        .exclude(previous=0)
+        .filter(previous__gt=0)
+        .filter(Q(price_usd__gt=F("previous") * (1 + share)) | Q(price_usd__lt=F("previous") * (1 - share)))
         .values_list("asset__upstream_id", "price_usd", "previous")
     )
     moved = sorted(
