@@ -82,24 +82,41 @@ def archive_write(folder: Path, *, bodies: int) -> int:
     return records
 
 
+def _peak_rss_kib(pid: int) -> int:
+    """The process's peak resident set (VmHWM) since its exec. (`wait4`'s ru_maxrss would also count
+    the memory of this process, which the child shares between fork and exec.)"""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def backfill(env: dict[str, str], target: Path) -> tuple[float, int, str]:
     """Run `manage.py ingest --file` as an operator would; (seconds, peak RSS in KiB, output)."""
     started = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "manage.py", "ingest", "--source", "coinpaprika", "--file", str(target)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    assert proc.stdout is not None
-    output = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status) != 0:
+    with tempfile.TemporaryFile("w+") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "manage.py", "ingest", "--source", "coinpaprika", "--file", str(target)],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        peak = 0
+        while proc.poll() is None:  # the high-water mark only grows: the last reading is the peak
+            peak = max(peak, _peak_rss_kib(proc.pid))
+            time.sleep(0.05)
+        seconds = time.perf_counter() - started
+        out.seek(0)
+        output = out.read()
+    if proc.returncode != 0:
         sys.exit(f"backfill of {target} failed:\n{output}")
-    return seconds, usage.ru_maxrss, output
+    return seconds, peak, output
 
 
 def truncate() -> None:
