@@ -23,6 +23,7 @@ from crypto.models import (
     SchemaDrift,
 )
 from crypto.services.canonical import assets_link, assets_unlink
+from crypto.sources.fingerprint import fingerprint_digest
 
 BODY_PREVIEW_CHARS = 200_000
 
@@ -125,7 +126,7 @@ class RawCryptoDataAdmin(ReadOnlyAdmin):
     list_filter = ("source", ("fetched_at", admin.DateFieldListFilter))
     search_fields = ("content_hash", "request")
     date_hierarchy = "fetched_at"
-    exclude = ("data",)
+    exclude = ("data", "fingerprint")
     readonly_fields = (
         "source",
         "fetched_at",
@@ -134,6 +135,7 @@ class RawCryptoDataAdmin(ReadOnlyAdmin):
         "request",
         "run",
         "content_hash",
+        "structure",
         "pretty_data",
     )
 
@@ -147,6 +149,15 @@ class RawCryptoDataAdmin(ReadOnlyAdmin):
     @admin.display(description="hash")
     def short_hash(self, raw: RawCryptoData) -> str:
         return raw.content_hash[:12]
+
+    @admin.display(description="structure (field paths and JSON types)")
+    def structure(self, raw: RawCryptoData) -> str:
+        if not raw.fingerprint:
+            return "-"
+        # Bodies of the same shape share the digest: compare it across bodies at a glance.
+        shape = fingerprint_digest(raw.fingerprint)
+        text = "\n".join(f"{path}: {types}" for path, types in raw.fingerprint.items())
+        return format_html('shape {}<pre style="max-height:20em;overflow:auto">{}</pre>', shape, text)
 
     @admin.display(description="body (as received)")
     def pretty_data(self, raw: RawCryptoData) -> str:

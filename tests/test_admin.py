@@ -32,6 +32,7 @@ def test_raw_bodies_list_filters_and_pretty_prints_the_body(admin_client: Client
     detail = admin_client.get(f"/admin/crypto/rawcryptodata/{raw.pk}/change/")
     assert detail.status_code == 200
     assert b"&quot;id&quot;: &quot;bitcoin&quot;," in detail.content, "indented JSON, HTML-escaped"
+    assert b"shape " in detail.content and b"current_price: {" in detail.content, "its structure"
 
 
 def test_runs_show_status_duration_and_error(admin_client: Client, ingested: IngestionRun) -> None:
