@@ -183,3 +183,24 @@ def test_two_processes_backfilling_the_same_archive_load_one_copy_of_everything(
     assert stored == 6 and not IngestionRun.objects.exclude(status="succeeded").exists()
     # Each file was loaded by one process and, by the other, either skipped as loaded or found stored.
     assert LoadedFile.objects.count() == 6
+
+
+def test_the_read_ahead_process_loads_exactly_what_a_run_reading_its_own_file_loads(tmp_path: Path) -> None:
+    from crypto.models import QuarantinedRecord
+
+    paths = archive(tmp_path / "saved", count=3)
+    broken = orjson.loads(gzip.decompress(paths[1].read_bytes()))
+    broken[0]["quotes"] = {}  # one invalid record: quarantined either way
+    broken[1]["name"] = "Tab\there\\"
+    paths[1].write_bytes(gzip.compress(orjson.dumps(broken)))
+
+    def loaded() -> tuple[list[tuple], list[tuple]]:
+        return normalized(), sorted(QuarantinedRecord.objects.values_list("where", "index", "reason"))
+
+    ingest("--source", "coinpaprika", "--file", str(tmp_path / "saved"))  # three files: read ahead
+    ahead = loaded()
+    for model in (QuarantinedRecord, MarketQuote, Asset, LoadedFile, RawCryptoData):
+        model.objects.all().delete()
+    for path in paths:  # one file at a time: each run reads its own
+        ingest("--source", "coinpaprika", "--file", str(path))
+    assert loaded() == ahead and len(ahead[0]) == 149 and len(ahead[1]) == 1

@@ -5,26 +5,33 @@ backfill keeps what it loaded, and started again it skips those files (known by 
 their bytes, without parsing them) and loads the rest. Bodies are stored once per content hash
 whatever the files say, so nothing is loaded twice; nothing is missing.
 
-While one file is in the database, a second thread reads and parses the next one (pure work: no
-database, no shared state), so the CPU work of parsing overlaps PostgreSQL's work of storing.
-One file is read ahead at most, so memory does not grow with the archive.
+On PostgreSQL, while one file is in the database, a second process reads and parses the next one
+(pure work: no database), so Python's work of parsing runs beside PostgreSQL's work of storing,
+on another core. It hands back bytes and text only (canonical JSON, COPY text of the records, the
+problems). One file is read ahead at most, so memory does not grow with the archive.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import glob
+import multiprocessing
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from django.db import connection
+
 from crypto.models import IngestionRun, LoadedFile
+from crypto.services.bulk import stage_text
 from crypto.services.ingestion import file_bodies, ingestion_run
 from crypto.services.storage import PreparedBody, body_prepare
 from crypto.sources import source_get
-from crypto.sources.base import SourceError
+from crypto.sources.base import ParseResult, SourceError
 from crypto.sources.files import file_digest
 
 SUFFIXES = {"csv": (".csv", ".csv.gz"), "coingecko": (".json", ".json.gz"), "coinpaprika": (".json", ".json.gz")}
@@ -80,32 +87,50 @@ def backfill_run(
     file done, with its run or its earlier load. Files are checked against `loaded_file` a batch
     at a time (one query per batch)."""
     progress = BackfillProgress(files_total=len(files))
-    for start in range(0, len(files), batch):
-        paths = files[start : start + batch]
-        digests = {path: _digest(path) for path in paths}
-        known = {digest for digest in digests.values() if digest}
-        earlier = {f.digest: f for f in LoadedFile.objects.filter(source=source, digest__in=known)}
-        for path in paths:
-            if digests[path] in earlier:
-                progress.files_done += 1
-                progress.already_loaded.append(earlier[digests[path]])
-                if on_file is not None:
-                    on_file(progress, earlier[digests[path]])
-        todo = [path for path in paths if digests[path] not in earlier]
-        for path, prepared in _read_ahead(source=source, paths=todo):
-            run = ingestion_run(
-                source=source,
-                trigger=IngestionRun.Trigger.FILE,
-                file=str(path),
-                wait_for_lock=True,
-                prepared=prepared,
+    with contextlib.ExitStack() as stack:
+        reader = _reader(source=source, files=len(files))
+        if reader is not None:
+            stack.enter_context(reader)
+        for start in range(0, len(files), batch):
+            _batch_load(
+                source=source, paths=files[start : start + batch], progress=progress, on_file=on_file, reader=reader
             )
-            progress.runs.append(run)
-            progress.records += run.records_fetched
-            progress.files_done += 1
-            if on_file is not None:
-                on_file(progress, run)
     return progress
+
+
+def _batch_load(
+    *,
+    source: str,
+    paths: list[Path],
+    progress: BackfillProgress,
+    on_file: Callable[[BackfillProgress, IngestionRun | LoadedFile], None] | None,
+    reader: ProcessPoolExecutor | None,
+) -> None:
+    """One batch of files: those already loaded are skipped (one query for the batch), the rest
+    loaded in order, one run each."""
+    digests = {path: _digest(path) for path in paths}
+    known = {digest for digest in digests.values() if digest}
+    earlier = {f.digest: f for f in LoadedFile.objects.filter(source=source, digest__in=known)}
+    for path in paths:
+        if digests[path] in earlier:
+            progress.files_done += 1
+            progress.already_loaded.append(earlier[digests[path]])
+            if on_file is not None:
+                on_file(progress, earlier[digests[path]])
+    todo = [path for path in paths if digests[path] not in earlier]
+    for path, prepared in _read_ahead(source=source, paths=todo, reader=reader):
+        run = ingestion_run(
+            source=source,
+            trigger=IngestionRun.Trigger.FILE,
+            file=str(path),
+            wait_for_lock=True,
+            prepared=prepared,
+        )
+        progress.runs.append(run)
+        progress.records += run.records_fetched
+        progress.files_done += 1
+        if on_file is not None:
+            on_file(progress, run)
 
 
 def _digest(path: Path) -> str:
@@ -116,14 +141,30 @@ def _digest(path: Path) -> str:
         return ""
 
 
-def _prepare(source: str, path: Path) -> list[PreparedBody] | Exception:
-    """A file's bodies read, hashed and parsed: everything but the database. A file that cannot be
-    read comes back as its error, raised later inside its own run so the run records it."""
-    parse = source_get(name=source).parse
+def _prepare_ahead(source: str, path: str) -> list[PreparedBody] | Exception:
+    """In the read-ahead process: the file's bodies ready for the database. An error comes back as
+    a SourceError with its words, raised later inside the file's own run so the run records it."""
     try:
-        return [body_prepare(body, parse=parse) for body in file_bodies(source=source, path=str(path))]
-    except Exception as exc:  # the run reports it, exactly as if it had read the file itself
+        parse = source_get(name=source).parse
+        prepared = []
+        for body in file_bodies(source=source, path=path):
+            ready = body_prepare(body, parse=parse)
+            assert ready.parsed is not None
+            prepared.append(
+                dataclasses.replace(
+                    ready,
+                    body=dataclasses.replace(body, data=None),
+                    data=None,
+                    parsed=ParseResult(problems=ready.parsed.problems),
+                    staged=stage_text(ready.parsed.records, default_time=body.fetched_at),
+                    staged_records=len(ready.parsed.records),
+                )
+            )
+        return prepared
+    except SourceError as exc:
         return exc
+    except Exception as exc:  # pickled back to the parent: keep only its words
+        return SourceError(f"{type(exc).__name__}: {exc}")
 
 
 def _replay(prepared: list[PreparedBody] | Exception) -> Iterator[PreparedBody]:
@@ -132,21 +173,32 @@ def _replay(prepared: list[PreparedBody] | Exception) -> Iterator[PreparedBody]:
     yield from prepared
 
 
-def _read_ahead(*, source: str, paths: Iterable[Path]) -> Iterator[tuple[Path, Iterable[PreparedBody] | None]]:
-    """(path, its prepared bodies) in order, the next file prepared in a thread meanwhile. CSV files
-    are streamed chunk by chunk by their run instead (None): a CSV file can be any size."""
-    if source == "csv":
+def _reader(*, source: str, files: int) -> ProcessPoolExecutor | None:
+    """The read-ahead process, where it pays: PostgreSQL (the COPY path), JSON bodies (a CSV file is
+    streamed chunk by chunk by its run: it can be any size), and more than one file."""
+    if connection.vendor != "postgresql" or source == "csv" or files < 2:
+        return None
+    # Forked: the child starts with Django set up and never touches the database connection it
+    # inherits (multiprocessing ends it with os._exit, so nothing closes that socket either).
+    return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"))
+
+
+def _read_ahead(
+    *, source: str, paths: Iterable[Path], reader: ProcessPoolExecutor | None
+) -> Iterator[tuple[Path, Iterable[PreparedBody] | None]]:
+    """(path, its prepared bodies) in order, the next file prepared meanwhile; (path, None) for the
+    run to read itself when there is no reader."""
+    if reader is None:
         yield from ((path, None) for path in paths)
         return
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="backfill-read") as pool:
-        pending: deque[tuple[Path, Future[list[PreparedBody] | Exception]]] = deque()
-        remaining = iter(paths)
-        for path in remaining:
-            pending.append((path, pool.submit(_prepare, source, path)))
+    pending: deque[tuple[Path, Future[list[PreparedBody] | Exception]]] = deque()
+    remaining = iter(paths)
+    for path in remaining:
+        pending.append((path, reader.submit(_prepare_ahead, source, str(path))))
+        break
+    while pending:
+        path, future = pending.popleft()
+        for upcoming in remaining:
+            pending.append((upcoming, reader.submit(_prepare_ahead, source, str(upcoming))))
             break
-        while pending:
-            path, future = pending.popleft()
-            for upcoming in remaining:
-                pending.append((upcoming, pool.submit(_prepare, source, upcoming)))
-                break
-            yield path, _replay(future.result())
+        yield path, _replay(future.result())

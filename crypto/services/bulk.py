@@ -94,17 +94,29 @@ def copy_rows(records: Iterable[tuple[int, Record, datetime]]) -> io.StringIO:
     return out
 
 
-def records_copy_upsert(*, source: str, records: list[Record], raw_id: int, default_time: datetime) -> int:
-    """Upsert assets and quotes of one body through a staging table; returns the quote rows written."""
+def stage_text(records: list[Record], *, default_time: datetime) -> str:
+    """The records as COPY text for the staging table, one line per natural key (the last record
+    of a key wins: PostgreSQL refuses to update one row twice in one INSERT ... ON CONFLICT).
+    Pure work, so a backfill does it in its read-ahead process."""
     latest: dict[tuple[str, datetime], tuple[int, Record, datetime]] = {}
     for seq, record in enumerate(records):
         when = record.last_updated or default_time  # no upstream time: the body's, stable on reload
         latest[(record.upstream_id, when)] = (seq, record, when)
+    return copy_rows(latest.values()).getvalue()
+
+
+def records_copy_upsert(*, source: str, records: list[Record], raw_id: int, default_time: datetime) -> int:
+    """Upsert assets and quotes of one body through a staging table; returns the quote rows written."""
+    return staged_upsert(source=source, text=stage_text(records, default_time=default_time), raw_id=raw_id)
+
+
+def staged_upsert(*, source: str, text: str, raw_id: int) -> int:
+    """Load `stage_text` output into the staging table, then upsert assets and quotes from it."""
     params: dict[str, str | int] = {"source": source, "raw_id": raw_id}
     with connection.cursor() as cursor:
         cursor.execute(_STAGE_DDL)
         cursor.execute(f"DELETE FROM {STAGE}")  # an earlier body of this transaction
-        cursor.copy_expert(f"COPY {STAGE} ({', '.join(_COLUMNS)}) FROM STDIN", copy_rows(latest.values()))
+        cursor.copy_expert(f"COPY {STAGE} ({', '.join(_COLUMNS)}) FROM STDIN", io.StringIO(text))
         cursor.execute(_ASSETS_INSERT, params)
         cursor.execute(_ASSETS_RENAME, params)
         cursor.execute(_QUOTES_UPSERT, params)

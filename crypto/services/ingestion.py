@@ -18,6 +18,7 @@ from django.utils import timezone
 from crypto.log_context import log_context
 from crypto.metrics import LAST_SUCCESS, RECORDS_FETCHED, ROWS_UPSERTED, RUN_SECONDS, RUNS
 from crypto.models import IngestionRun
+from crypto.services.bulk import staged_upsert
 from crypto.services.canonical import LINKED_SOURCES, links_refresh
 from crypto.services.checks import run_checks
 from crypto.services.locks import advisory_xact_lock_try, advisory_xact_lock_wait
@@ -213,13 +214,20 @@ def _body_ingest(*, run: IngestionRun, module: Any, prepared: PreparedBody, say:
     if room > 0:
         run.problems.extend(f"body {body.position}, {problem}" for problem in parsed.problems[:room])
     quarantine_store(run=run, raw_id=raw_id, body=body, problems=parsed.problems)
-    upserted = records_upsert(source=run.source, records=parsed.records, raw_id=raw_id, default_time=body.fetched_at)
+    if prepared.staged is not None:  # read ahead by a backfill, its records already COPY text
+        valid = prepared.staged_records
+        upserted = staged_upsert(source=run.source, text=prepared.staged, raw_id=raw_id) if valid else 0
+    else:
+        valid = len(parsed.records)
+        upserted = records_upsert(
+            source=run.source, records=parsed.records, raw_id=raw_id, default_time=body.fetched_at
+        )
     run.rows_upserted += upserted
     say(
         f"{run.source}: body {body.position}: {body.record_count} records, {upserted} rows upserted"
         + (f", {len(parsed.problems)} rejected" if parsed.problems else "")
     )
-    return len(parsed.records) + len(parsed.problems)
+    return valid + len(parsed.problems)
 
 
 def _after_success(run: IngestionRun) -> None:

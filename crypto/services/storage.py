@@ -37,15 +37,19 @@ from crypto.sources.fingerprint import fingerprint
 class PreparedBody:
     """A body made ready to store, by pure work done before the database is involved: the body as
     it will be stored, its canonical JSON, content hash and fingerprint, and (when read ahead by a
-    backfill) its parsed records."""
+    backfill) its parse. A backfill's read-ahead process sends the valid records as COPY text
+    (`staged`) and only the problems in `parsed`, and drops `data`: records and bodies cost more
+    to send between processes than to parse."""
 
     body: Body
-    data: Any  # the body as stored (NUL removed), what parsing must read
+    data: Any  # the body as stored (NUL removed), what parsing must read; None once staged
     canonical: bytes
     digest: str
     nul_removed: bool
     fingerprint: dict[str, Any]
     parsed: ParseResult | None = None
+    staged: str | None = None  # the valid records for the staging table (crypto/services/bulk.py)
+    staged_records: int = 0
 
 
 def body_prepare(body: Body, *, parse: Callable[..., ParseResult] | None = None) -> PreparedBody:
