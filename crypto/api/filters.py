@@ -54,7 +54,13 @@ def time_filter(field: str, lookup: str, help_text: str) -> UtcDateTimeFilter:
     return UtcDateTimeFilter(field_name=field, lookup_expr=lookup, help_text=help_text)
 
 
-class QuoteFilter(filters.FilterSet):
+class SourceFilterSet(filters.FilterSet):
+    """Every list filters by source."""
+
+    source = filters.ChoiceFilter(choices=Source.choices)
+
+
+class QuoteFilter(SourceFilterSet):
     symbol = filters.CharFilter(
         field_name="asset__symbol",
         lookup_expr="iexact",
@@ -62,7 +68,6 @@ class QuoteFilter(filters.FilterSet):
     )
     upstream_id = filters.CharFilter(field_name="asset__upstream_id", help_text="Upstream id, e.g. `bitcoin`.")
     asset = IdFilter(field_name="asset_id", help_text="Asset id, as in /api/assets/.")
-    source = filters.ChoiceFilter(choices=Source.choices)
     since = time_filter("last_updated", "gte", "Observations at or after this time (ISO 8601).")
     until = time_filter("last_updated", "lt", "Observations before this time (ISO 8601).")
     min_market_cap = amount_filter("market_cap_usd", "gte", "Market cap at least this many USD.")
@@ -73,8 +78,7 @@ class QuoteFilter(filters.FilterSet):
         fields: list[str] = []
 
 
-class AssetFilter(filters.FilterSet):
-    source = filters.ChoiceFilter(choices=Source.choices)
+class AssetFilter(SourceFilterSet):
     symbol = filters.CharFilter(lookup_expr="iexact", help_text="Symbol, any case.")
     upstream_id = filters.CharFilter(help_text="Upstream id, e.g. `btc-bitcoin`.")
     name = filters.CharFilter(lookup_expr="icontains", help_text="Part of the name, any case.")
@@ -89,8 +93,7 @@ class AssetFilter(filters.FilterSet):
         fields: list[str] = []
 
 
-class RunFilter(filters.FilterSet):
-    source = filters.ChoiceFilter(choices=Source.choices)
+class RunFilter(SourceFilterSet):
     status = filters.ChoiceFilter(choices=IngestionRun.Status.choices)
     trigger = filters.ChoiceFilter(choices=IngestionRun.Trigger.choices)
     task_id = filters.CharFilter(help_text="Celery task id: every attempt of that task.")
@@ -103,8 +106,7 @@ class RunFilter(filters.FilterSet):
         fields: list[str] = []
 
 
-class RawFilter(filters.FilterSet):
-    source = filters.ChoiceFilter(choices=Source.choices)
+class RawFilter(SourceFilterSet):
     run = IdFilter(field_name="run_id", help_text="Bodies first stored by this run.")
     since = time_filter("fetched_at", "gte", "Fetched at or after this time (ISO 8601).")
     until = time_filter("fetched_at", "lt", "Fetched before this time (ISO 8601).")
@@ -114,8 +116,7 @@ class RawFilter(filters.FilterSet):
         fields: list[str] = []
 
 
-class QuarantineFilter(filters.FilterSet):
-    source = filters.ChoiceFilter(choices=Source.choices)
+class QuarantineFilter(SourceFilterSet):
     run = IdFilter(field_name="run_id", help_text="Records quarantined by this run.")
     raw = IdFilter(field_name="raw_id", help_text="Records of this stored body.")
 
@@ -124,8 +125,7 @@ class QuarantineFilter(filters.FilterSet):
         fields: list[str] = []
 
 
-class DriftFilter(filters.FilterSet):
-    source = filters.ChoiceFilter(choices=Source.choices)
+class DriftFilter(SourceFilterSet):
     severity = filters.ChoiceFilter(choices=SchemaDrift.Severity.choices)
     run = IdFilter(field_name="run_id", help_text="Drift seen by this run.")
 
