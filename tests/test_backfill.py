@@ -194,8 +194,15 @@ def test_the_read_ahead_process_loads_exactly_what_a_run_reading_its_own_file_lo
     broken[1]["name"] = "Tab\there\\"
     paths[1].write_bytes(gzip.compress(orjson.dumps(broken)))
 
-    def loaded() -> tuple[list[tuple], list[tuple]]:
-        return normalized(), sorted(QuarantinedRecord.objects.values_list("where", "index", "reason"))
+    def loaded() -> tuple[list[tuple], ...]:
+        from crypto.models import SchemaDrift
+
+        return (
+            normalized(),
+            sorted(QuarantinedRecord.objects.values_list("where", "index", "reason")),
+            sorted(RawCryptoData.objects.values_list("content_hash", "fingerprint", "record_count")),
+            sorted(SchemaDrift.objects.values_list("summary", "severity")),
+        )
 
     ingest("--source", "coinpaprika", "--file", str(tmp_path / "saved"))  # three files: read ahead
     ahead = loaded()
@@ -204,3 +211,18 @@ def test_the_read_ahead_process_loads_exactly_what_a_run_reading_its_own_file_lo
     for path in paths:  # one file at a time: each run reads its own
         ingest("--source", "coinpaprika", "--file", str(path))
     assert loaded() == ahead and len(ahead[0]) == 149 and len(ahead[1]) == 1
+    assert all(fingerprint["id"] == {"string": 50} for _, fingerprint, _ in ahead[2]), "each body's own shape"
+    assert ahead[3] == [], "bodies of one shape: no drift"
+
+
+def _reader_killed(source: str, path: str) -> None:
+    os._exit(1)  # the read-ahead process dies (killed for memory, say)
+
+
+def test_a_backfill_goes_on_when_its_read_ahead_process_dies(tmp_path: Path, monkeypatch) -> None:
+    from crypto.services import backfill
+
+    monkeypatch.setattr(backfill, "_prepare_ahead", _reader_killed)
+    archive(tmp_path / "saved", count=3)
+    out, _ = ingest("--source", "coinpaprika", "--file", str(tmp_path / "saved"))
+    assert "3 succeeded (3 bodies stored" in out and MarketQuote.objects.count() == 150

@@ -16,15 +16,19 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import glob
+import logging
 import multiprocessing
+import multiprocessing.connection
+import os
+import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from django.db import connection
+from django.db import connection, connections
 
 from crypto.models import IngestionRun, LoadedFile
 from crypto.services.bulk import stage_text
@@ -34,6 +38,7 @@ from crypto.sources import source_get
 from crypto.sources.base import ParseResult, SourceError
 from crypto.sources.files import file_digest
 
+logger = logging.getLogger(__name__)
 SUFFIXES = {"csv": (".csv", ".csv.gz"), "coingecko": (".json", ".json.gz"), "coinpaprika": (".json", ".json.gz")}
 
 
@@ -148,22 +153,23 @@ def _prepare_ahead(source: str, path: str) -> list[PreparedBody] | Exception:
         parse = source_get(name=source).parse
         prepared = []
         for body in file_bodies(source=source, path=path):
-            ready = body_prepare(body, parse=parse)
-            assert ready.parsed is not None
+            ready = body_prepare(body)
+            parsed = parse(data=ready.data)
             prepared.append(
                 dataclasses.replace(
                     ready,
                     body=dataclasses.replace(body, data=None),
                     data=None,
-                    parsed=ParseResult(problems=ready.parsed.problems),
-                    staged=stage_text(ready.parsed.records, default_time=body.fetched_at),
-                    staged_records=len(ready.parsed.records),
+                    parsed=ParseResult(problems=parsed.problems),
+                    staged=stage_text(parsed.records, default_time=body.fetched_at),
+                    staged_records=len(parsed.records),
                 )
             )
         return prepared
     except SourceError as exc:
         return exc
-    except Exception as exc:  # pickled back to the parent: keep only its words
+    except Exception as exc:  # a bug, not bad data: its traceback is logged here, its words go back
+        logger.exception("reading ahead %s failed", path)
         return SourceError(f"{type(exc).__name__}: {exc}")
 
 
@@ -173,32 +179,50 @@ def _replay(prepared: list[PreparedBody] | Exception) -> Iterator[PreparedBody]:
     yield from prepared
 
 
+def _reader_start() -> None:
+    """In the forked read-ahead process, first thing: let go of the database sockets it inherited
+    (closing a descriptor says nothing to the server, and the parent's copy stays open), so that
+    if the parent dies its session ends with it and its locks are freed; and exit when the parent
+    does rather than linger."""
+    for conn in connections.all(initialized_only=True):
+        if conn.connection is not None:
+            with contextlib.suppress(OSError):
+                os.close(conn.connection.fileno())
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_exit_with, args=(parent.sentinel,), daemon=True).start()
+
+
+def _exit_with(sentinel: int) -> None:
+    multiprocessing.connection.wait([sentinel])
+    os._exit(1)
+
+
 def _reader(*, source: str, files: int) -> ProcessPoolExecutor | None:
     """The read-ahead process, where it pays: PostgreSQL (the COPY path), JSON bodies (a CSV file is
     streamed chunk by chunk by its run: it can be any size), and more than one file."""
     if connection.vendor != "postgresql" or source == "csv" or files < 2:
         return None
-    # Forked: the child starts with Django set up and never touches the database connection it
-    # inherits (multiprocessing ends it with os._exit, so nothing closes that socket either).
-    return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"))
+    # Forked, so it starts with Django set up; it never uses the database (see _reader_start).
+    return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"), initializer=_reader_start)
 
 
 def _read_ahead(
-    *, source: str, paths: Iterable[Path], reader: ProcessPoolExecutor | None
+    *, source: str, paths: list[Path], reader: ProcessPoolExecutor | None
 ) -> Iterator[tuple[Path, Iterable[PreparedBody] | None]]:
     """(path, its prepared bodies) in order, the next file prepared meanwhile; (path, None) for the
-    run to read itself when there is no reader."""
-    if reader is None:
-        yield from ((path, None) for path in paths)
-        return
-    pending: deque[tuple[Path, Future[list[PreparedBody] | Exception]]] = deque()
-    remaining = iter(paths)
-    for path in remaining:
-        pending.append((path, reader.submit(_prepare_ahead, source, str(path))))
-        break
-    while pending:
-        path, future = pending.popleft()
-        for upcoming in remaining:
-            pending.append((upcoming, reader.submit(_prepare_ahead, source, str(upcoming))))
-            break
-        yield path, _replay(future.result())
+    run to read the file itself when there is no reader, or when the reader died (it was killed,
+    say, for memory): the backfill goes on without it."""
+    pending: Future[list[PreparedBody] | Exception] | None = None
+    for index, path in enumerate(paths):
+        try:
+            if reader is not None and pending is None:
+                pending = reader.submit(_prepare_ahead, source, str(path))
+            current, pending = pending, None
+            if reader is not None and index + 1 < len(paths):
+                pending = reader.submit(_prepare_ahead, source, str(paths[index + 1]))
+            yield path, (_replay(current.result()) if current is not None else None)
+        except BrokenProcessPool:
+            logger.warning("the read-ahead process stopped; the backfill goes on reading each file in its run")
+            reader, pending = None, None
+            yield path, None

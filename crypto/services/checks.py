@@ -24,15 +24,11 @@ EXAMPLES = 10  # examples kept per flag
 
 def run_checks(run: IngestionRun) -> None:
     """Compare `run` with the previous successful run of its source and store flags on it."""
+    earlier = IngestionRun.objects.filter(source=run.source, status=IngestionRun.Status.SUCCEEDED, id__lt=run.pk)
     # Like with like: a saved file is compared with the file loaded before it, a fetch with a fetch.
-    same_kind = {"trigger": run.trigger} if run.trigger == IngestionRun.Trigger.FILE else {}
-    previous = (
-        IngestionRun.objects.filter(source=run.source, status=IngestionRun.Status.SUCCEEDED, id__lt=run.pk)
-        .filter(**same_kind)
-        .exclude(**({} if same_kind else {"trigger": IngestionRun.Trigger.FILE}))
-        .order_by("-id")
-        .first()
-    )
+    file = IngestionRun.Trigger.FILE
+    earlier = earlier.filter(trigger=file) if run.trigger == file else earlier.exclude(trigger=file)
+    previous = earlier.order_by("-id").first()
     flags: list[dict[str, Any]] = []
     comparison: dict[str, Any] = {}
     if previous is not None:
@@ -62,13 +58,14 @@ def _upstream_ids_of(run_id: int, source: str, started_at: datetime | None) -> f
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:  # read inside the database: no 2 MB body comes to Python
                 cursor.execute(
-                    "SELECT DISTINCT btrim(v #>> '{}') FROM ingestion_run_body b "
-                    "JOIN raw_crypto_data r ON r.id = b.raw_id "
-                    "CROSS JOIN LATERAL jsonb_path_query(r.data, 'lax $[*].id ? (@.type() == \"string\")') v "
-                    "WHERE b.run_id = %s",
+                    "SELECT DISTINCT v #>> '{}' FROM ingestion_run_body b "
+                    "JOIN raw_crypto_data r ON r.id = b.raw_id CROSS JOIN LATERAL jsonb_path_query(r.data, "
+                    '\'lax $[*] ? (@.type() == "object").id ? (@.type() == "string")\') v '
+                    "WHERE b.run_id = %s AND jsonb_typeof(r.data) = 'array'",
                     [run_id],
                 )
-                return frozenset(row[0] for row in cursor.fetchall() if row[0])
+                # Stripped here, as parsing strips them (str.strip, not SQL's btrim of spaces only).
+                return frozenset(row[0].strip() for row in cursor.fetchall() if row[0].strip())
         bodies = RawCryptoData.objects.filter(runbody__run_id=run_id).values_list("data", flat=True)
         return frozenset(
             {
@@ -129,14 +126,7 @@ def _price_moves(run: IngestionRun) -> list[dict[str, Any]]:
         .filter(Q(price_usd__gt=F("previous") * (1 + share)) | Q(price_usd__lt=F("previous") * (1 - share)))
         .values_list("asset__upstream_id", "price_usd", "previous")
     )
-    moved = sorted(
-        (
-            row
-            for row in ((_pct(price, before), uid, before, price) for uid, price, before in rows)
-            if row[0] > settings.PRICE_MOVE_PCT
-        ),
-        reverse=True,
-    )
+    moved = sorted(((_pct(price, before), uid, before, price) for uid, price, before in rows), reverse=True)
     if not moved:
         return []
     examples = ", ".join(f"{uid} {pct:.0f}% ({before:g} -> {price:g})" for pct, uid, before, price in moved[:EXAMPLES])

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -52,7 +51,7 @@ class PreparedBody:
     staged_records: int = 0
 
 
-def body_prepare(body: Body, *, parse: Callable[..., ParseResult] | None = None) -> PreparedBody:
+def body_prepare(body: Body) -> PreparedBody:
     # One canonical serialization (a 2 MB body takes milliseconds) serves the NUL check and the hash.
     data, canonical = body.data, canonical_json(body.data)
     nul_removed = b"\\u0000" in canonical
@@ -67,7 +66,6 @@ def body_prepare(body: Body, *, parse: Callable[..., ParseResult] | None = None)
         digest=hashlib.sha256(canonical).hexdigest(),
         nul_removed=nul_removed,
         fingerprint=fingerprint(data),
-        parsed=parse(data=data) if parse is not None else None,
     )
 
 
@@ -75,39 +73,32 @@ def raw_body_store(*, source: str, prepared: PreparedBody, run: IngestionRun) ->
     """Store a body unless the same content is already stored for this source, and link it to
     the run either way (the run's dataset includes bodies it fetched that were not new).
     Returns the raw row's id and whether it was stored now."""
-    body, data, canonical, digest, shape = (
-        prepared.body,
-        prepared.data,
-        prepared.canonical,
-        prepared.digest,
-        prepared.fingerprint,
-    )
+    body = prepared.body
     request = body.request[:2000]
-    shape = fingerprint(data)
     if connection.vendor == "postgresql":
         raw_id, created = bulk.raw_insert(
             source=source,
-            canonical=canonical,
-            content_hash=digest,
+            canonical=prepared.canonical,
+            content_hash=prepared.digest,
             fetched_at=body.fetched_at,
             record_count=body.record_count,
             request=request,
             position=body.position,
             run_id=run.pk,
-            fingerprint=shape,
+            fingerprint=prepared.fingerprint,
         )
     else:
         raw, created = RawCryptoData.objects.get_or_create(
             source=source,
-            content_hash=digest,
+            content_hash=prepared.digest,
             defaults={
-                "data": data,
+                "data": prepared.data,
                 "run": run,
                 "fetched_at": body.fetched_at,
                 "record_count": body.record_count,
                 "request": request,
                 "position": body.position,
-                "fingerprint": shape,
+                "fingerprint": prepared.fingerprint,
             },
         )
         raw_id = raw.pk
