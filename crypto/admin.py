@@ -49,6 +49,21 @@ class RunBodyInline(admin.TabularInline):
     can_delete = False
 
 
+class FlaggedFilter(admin.SimpleListFilter):
+    title = "anomaly flags"
+    parameter_name = "flagged"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "flagged"), ("no", "not flagged")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[IngestionRun]) -> QuerySet[IngestionRun]:
+        if self.value() == "yes":
+            return queryset.exclude(flags=[])
+        if self.value() == "no":
+            return queryset.filter(flags=[])
+        return queryset
+
+
 @admin.register(IngestionRun)
 class IngestionRunAdmin(ReadOnlyAdmin):
     list_display = (
@@ -66,7 +81,7 @@ class IngestionRunAdmin(ReadOnlyAdmin):
         "flagged",
         "short_error",
     )
-    list_filter = ("source", "status", "flagged", "trigger", ("started_at", admin.DateFieldListFilter))
+    list_filter = ("source", "status", FlaggedFilter, "trigger", ("started_at", admin.DateFieldListFilter))
     search_fields = ("error", "task_id")
     date_hierarchy = "started_at"
     readonly_fields = (
@@ -102,6 +117,10 @@ class IngestionRunAdmin(ReadOnlyAdmin):
                 self.message_user(request, f"{item['source']}: {item['error']}", messages.ERROR)
             else:
                 self.message_user(request, f"{item['source']}: queued as task {item['task_id'] or '(ran here)'}")
+
+    @admin.display(description="flagged", boolean=True)
+    def flagged(self, run: IngestionRun) -> bool:
+        return run.flagged
 
     @admin.display(description="duration (s)")
     def duration(self, run: IngestionRun) -> float | None:

@@ -53,9 +53,8 @@ class IngestionRun(models.Model):
     retry_scheduled = models.BooleanField(default=False)
     # Against the source's previous successful run: counts, assets appeared/gone, duration.
     comparison = models.JSONField(default=dict, blank=True)
-    # Anomalies found after the run: [{"kind": ..., "message": ...}], and whether there are any.
+    # Anomalies found after the run: [{"kind": ..., "message": ...}].
     flags = models.JSONField(default=list, blank=True)
-    flagged = models.BooleanField(default=False)
     bodies: models.ManyToManyField[RawCryptoData, RunBody] = models.ManyToManyField(
         "RawCryptoData", through="RunBody", related_name="runs"
     )
@@ -75,6 +74,10 @@ class IngestionRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.source} run #{self.pk} ({self.status})"
+
+    @property
+    def flagged(self) -> bool:
+        return bool(self.flags)
 
     @property
     def duration_seconds(self) -> float | None:

@@ -10,6 +10,7 @@ from typing import Any
 import django_filters as filters
 from django import forms
 from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
 
 from crypto.models import Asset, IngestionRun, MarketQuote, QuarantinedRecord, RawCryptoData, SchemaDrift, Source
 
@@ -99,7 +100,12 @@ class RunFilter(SourceFilterSet):
     task_id = filters.CharFilter(help_text="Celery task id: every attempt of that task.")
     since = time_filter("started_at", "gte", "Runs started at or after this time (ISO 8601).")
     until = time_filter("started_at", "lt", "Runs started before this time (ISO 8601).")
-    flagged = filters.BooleanFilter(help_text="Runs with anomaly flags (true) or without (false).")
+    flagged = filters.BooleanFilter(
+        method="flagged_filter", help_text="Runs with anomaly flags (true) or without (false)."
+    )
+
+    def flagged_filter(self, queryset: QuerySet[IngestionRun], name: str, value: bool) -> QuerySet[IngestionRun]:
+        return queryset.exclude(flags=[]) if value else queryset.filter(flags=[])
 
     class Meta:
         model = IngestionRun

@@ -115,6 +115,7 @@ class AssetSerializer(serializers.ModelSerializer):
 
 class RunSerializer(serializers.ModelSerializer):
     duration_seconds = serializers.FloatField(read_only=True, allow_null=True)
+    flagged = serializers.BooleanField(read_only=True, help_text="Whether the run has anomaly flags.")
     problems = serializers.ListField(
         child=serializers.CharField(),
         read_only=True,

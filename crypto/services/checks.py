@@ -36,8 +36,8 @@ def run_checks(run: IngestionRun) -> None:
         flags += dropped
     flags += _price_moves(run)
     flags += _price_disagreements(run)
-    run.comparison, run.flags, run.flagged = comparison, flags, bool(flags)
-    run.save(update_fields=["comparison", "flags", "flagged"])
+    run.comparison, run.flags = comparison, flags
+    run.save(update_fields=["comparison", "flags"])
     for flag in flags:
         RUN_FLAGS.labels(run.source, flag["kind"]).inc()
         logger.warning("run flagged", extra={"kind": flag["kind"], "flag": flag["message"]})
