@@ -7,6 +7,7 @@ machine's shared services.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -186,13 +187,14 @@ class CeleryProcess:
         self.proc.wait(10)
 
     def stop(self) -> None:
+        """SIGTERM the group, then SIGKILL whatever of it is left (pool children outlive a dead leader)."""
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
         self.handle.close()
 
 

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import pytest
@@ -42,21 +43,56 @@ def stack_env(celery_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
 
 @pytest.fixture
 def stack(stack_env: dict[str, str], tmp_path: Path) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
-    started = {}
-    for role in ("web", "worker", "beat", "flower"):
+    """Started in docker-compose.yml's order: worker and beat once web (which migrates) is healthy."""
+    started: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(role: str) -> None:
         log = (tmp_path / f"{role}.log").open("wb")
         started[role] = subprocess.Popen(
             [ENTRYPOINT, role], cwd=ROOT, env=stack_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
-    yield started
-    for proc in started.values():
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-    for proc in started.values():
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+
+    def web_healthy() -> bool:
+        response = web_get(stack_env, "/health")
+        return response is not None and response.status_code == 200
+
+    try:
+        start("web")
+        start("flower")
+        with service_logs_on_failure(tmp_path):
+            wait_for(web_healthy, timeout=90, what="web to migrate and answer /health with 200 (its healthcheck)")
+        start("worker")
+        start("beat")
+        yield started
+    finally:
+        for proc in started.values():
+            with suppress(ProcessLookupError):  # the group, even if its leader has exited
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in started.values():
+            with suppress(subprocess.TimeoutExpired):
+                proc.wait(30)
+            with suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+def web_get(stack_env: dict[str, str], path: str) -> requests.Response | None:
+    try:
+        return requests.get(f"http://{stack_env['WEB_BIND']}{path}", timeout=5)
+    except requests.ConnectionError:
+        return None
+
+
+@contextmanager
+def service_logs_on_failure(tmp_path: Path) -> Iterator[None]:
+    """A wait that times out says what each service logged last."""
+    try:
+        yield
+    except AssertionError as exc:
+        tails = "\n".join(
+            f"--- {log.name}:\n" + "\n".join(log.read_text(errors="replace").splitlines()[-25:])
+            for log in sorted(tmp_path.glob("*.log"))
+        )
+        raise AssertionError(f"{exc}\n{tails}") from None
 
 
 def test_web_worker_beat_and_flower_from_the_entry_script_serve_and_ingest_end_to_end(
@@ -65,20 +101,18 @@ def test_web_worker_beat_and_flower_from_the_entry_script_serve_and_ingest_end_t
     web = f"http://{stack_env['WEB_BIND']}"
 
     def healthy() -> dict | None:
-        try:
-            response = requests.get(f"{web}/health", timeout=5)
-        except requests.ConnectionError:
-            return None
-        body = response.json()
-        return body if response.status_code == 200 and body["broker"].get("workers") else None
+        response = web_get(stack_env, "/health")
+        body = response.json() if response is not None else None
+        return body if body and response.status_code == 200 and body["broker"].get("workers") else None
 
-    body = wait_for(healthy, timeout=90, what="gunicorn to serve /health with a worker seen")
-    assert body["database"]["status"] == "ok" and body["broker"]["status"] == "ok"
-    wait_for(
-        lambda: {"coingecko", "coinpaprika", "csv"} <= set(RawCryptoData.objects.values_list("source", flat=True)),
-        timeout=90,
-        what="beat and the worker to ingest every source",
-    )
+    with service_logs_on_failure(tmp_path):
+        body = wait_for(healthy, timeout=90, what="gunicorn to serve /health with a worker seen")
+        assert body["database"]["status"] == "ok" and body["broker"]["status"] == "ok"
+        wait_for(
+            lambda: {"coingecko", "coinpaprika", "csv"} <= set(RawCryptoData.objects.values_list("source", flat=True)),
+            timeout=90,
+            what="beat and the worker to ingest every source",
+        )
     assert requests.get(f"{web}/api/quotes/?page_size=1", timeout=5).json()["results"]
     assert requests.get(f"{web}/static/admin/css/base.css", timeout=5).status_code == 200, "whitenoise serves static"
     flower = f"http://127.0.0.1:{stack_env['FLOWER_LISTEN_PORT']}"
