@@ -306,11 +306,13 @@ class MarketQuote(models.Model):
 
 
 class SourceSchedule(models.Model):
-    """The interval last applied to a source's beat schedule from settings, so `migrate` changes
-    the schedule only when the setting changed, never undoing an edit made in the admin."""
+    """The interval and enabled flag last applied to a source's beat schedule from settings, so
+    `migrate` changes the schedule only when a setting changed, never undoing an admin edit."""
 
     source = models.CharField(max_length=16, choices=Source.choices, unique=True)
     applied_interval_seconds = models.PositiveIntegerField()
+    # False while the source is not configured (the csv source without CSV_SOURCE_PATH).
+    applied_enabled = models.BooleanField(default=True)
 
     class Meta:
         db_table = "source_schedule"

@@ -9,7 +9,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import requests
+from django.test import override_settings
 
+from crypto.services.schedules import schedules_sync
 from tests.distributed.conftest import send_task
 from tests.processes import ROOT, CeleryProcess, RedisServer, free_port, wait_for
 
@@ -80,6 +82,8 @@ def health(env: dict[str, str]) -> dict:
 def test_health_reports_the_broker_and_the_workers_it_sees(
     celery_env: dict[str, str], processes: Callable[..., CeleryProcess], redis_server: RedisServer
 ) -> None:
+    with override_settings(CSV_SOURCE_PATH=celery_env["CSV_SOURCE_PATH"]):
+        schedules_sync()  # as the migrate of a deployment with every source configured
     processes("worker", celery_env, "w1")
     body = health(celery_env)
     assert body["broker"]["status"] == "ok"

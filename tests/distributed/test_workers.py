@@ -32,7 +32,9 @@ def final_runs(task_id: str) -> list[IngestionRun]:
 def test_beat_dispatches_every_source_to_a_worker_and_a_second_beat_stands_by(
     celery_env: dict[str, str], processes: Callable[..., CeleryProcess]
 ) -> None:
-    with override_settings(INGEST_INTERVALS={"coingecko": 2, "coinpaprika": 2, "csv": 2}):
+    with override_settings(
+        INGEST_INTERVALS={"coingecko": 2, "coinpaprika": 2, "csv": 2}, CSV_SOURCE_PATH=celery_env["CSV_SOURCE_PATH"]
+    ):
         schedules_sync()
     processes("worker", celery_env, "w1")
     first = processes("beat", celery_env, "beat1")

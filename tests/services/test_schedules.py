@@ -9,6 +9,7 @@ from django.core.management import call_command
 from django.test import override_settings
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
+from crypto.models import SourceSchedule
 from crypto.selectors import schedule_interval_seconds
 from crypto.services.schedules import schedules_sync
 
@@ -59,8 +60,45 @@ def test_a_changed_setting_is_applied_on_the_next_migrate_keeping_enabled_as_set
 
 def test_a_deleted_periodic_task_is_created_again() -> None:
     schedules_sync()
+    PeriodicTask.objects.filter(name="ingest coingecko").delete()
+    assert schedules_sync() == ["ingest coingecko: created, every 300s"]
+
+
+def test_the_csv_source_is_scheduled_disabled_until_csv_source_path_is_set() -> None:
     PeriodicTask.objects.filter(name="ingest csv").delete()
-    assert schedules_sync() == ["ingest csv: created, every 900s"]
+    SourceSchedule.objects.filter(source="csv").delete()
+    with override_settings(CSV_SOURCE_PATH=""):
+        changes = schedules_sync()
+    assert "ingest csv: created, every 900s, disabled: CSV_SOURCE_PATH is not set" in changes
+    assert not PeriodicTask.objects.get(name="ingest csv").enabled
+    assert PeriodicTask.objects.get(name="ingest coingecko").enabled
+    assert schedule_interval_seconds(source="csv") is None  # /health: not scheduled, so never stale
+
+    with override_settings(CSV_SOURCE_PATH="/data/csv"):
+        assert schedules_sync() == ["ingest csv: enabled (configured now)"]
+    assert PeriodicTask.objects.get(name="ingest csv").enabled
+
+    with override_settings(CSV_SOURCE_PATH=""):
+        assert schedules_sync() == ["ingest csv: disabled: CSV_SOURCE_PATH is not set"]
+    assert not PeriodicTask.objects.get(name="ingest csv").enabled
+
+
+def test_an_admin_disabling_a_configured_csv_source_survives_migrate() -> None:
+    with override_settings(CSV_SOURCE_PATH="/data/csv"):
+        schedules_sync()
+        PeriodicTask.objects.filter(name="ingest csv").update(enabled=False)
+        assert schedules_sync() == []
+    assert not PeriodicTask.objects.get(name="ingest csv").enabled
+
+
+def test_a_schedule_synced_before_enabled_was_tracked_is_disabled_when_unconfigured() -> None:
+    """Rows from before migration 0007 say enabled; an unconfigured csv source is then disabled once."""
+    schedules_sync()
+    SourceSchedule.objects.filter(source="csv").update(applied_enabled=True)  # the migration's default
+    PeriodicTask.objects.filter(name="ingest csv").update(enabled=True)
+    with override_settings(CSV_SOURCE_PATH=""):
+        assert schedules_sync() == ["ingest csv: disabled: CSV_SOURCE_PATH is not set"]
+        assert schedules_sync() == []
 
 
 def test_health_uses_the_interval_beat_uses_and_none_when_disabled() -> None:
