@@ -18,12 +18,17 @@ from django.utils import timezone
 from crypto.log_context import log_context
 from crypto.metrics import LAST_SUCCESS, RECORDS_FETCHED, ROWS_UPSERTED, RUN_SECONDS, RUNS
 from crypto.models import IngestionRun
-from crypto.services.bulk import staged_upsert
 from crypto.services.canonical import LINKED_SOURCES, links_refresh
 from crypto.services.checks import run_checks
 from crypto.services.locks import advisory_xact_lock_try, advisory_xact_lock_wait
 from crypto.services.quality import drift_detect, quarantine_store, quarantine_threshold_check
-from crypto.services.storage import PreparedBody, body_prepare, loaded_file_record, raw_body_store, records_upsert
+from crypto.services.storage import (
+    PreparedBody,
+    body_prepare,
+    body_records_upsert,
+    loaded_file_record,
+    raw_body_store,
+)
 from crypto.sources import source_get
 from crypto.sources.base import Body, FetchContext, SourceError
 from crypto.sources.http import HttpClient, UpstreamError
@@ -214,14 +219,7 @@ def _body_ingest(*, run: IngestionRun, module: Any, prepared: PreparedBody, say:
     if room > 0:
         run.problems.extend(f"body {body.position}, {problem}" for problem in parsed.problems[:room])
     quarantine_store(run=run, raw_id=raw_id, body=body, problems=parsed.problems)
-    if prepared.staged is not None:  # read ahead by a backfill, its records already COPY text
-        valid = prepared.staged_records
-        upserted = staged_upsert(source=run.source, text=prepared.staged, raw_id=raw_id) if valid else 0
-    else:
-        valid = len(parsed.records)
-        upserted = records_upsert(
-            source=run.source, records=parsed.records, raw_id=raw_id, default_time=body.fetched_at
-        )
+    valid, upserted = body_records_upsert(source=run.source, prepared=prepared, records=parsed.records, raw_id=raw_id)
     run.rows_upserted += upserted
     say(
         f"{run.source}: body {body.position}: {body.record_count} records, {upserted} rows upserted"

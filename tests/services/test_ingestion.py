@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 import pytest
@@ -153,16 +154,16 @@ def test_database_error_mid_run_rolls_back_and_is_recorded(http: responses.Reque
     from crypto.services import ingestion
 
     calls = {"n": 0}
-    real = ingestion.records_upsert
+    real = ingestion.body_records_upsert
 
-    def upsert_then_break(**kwargs: object) -> int:
+    def upsert_then_break(**kwargs: Any) -> tuple[int, int]:
         calls["n"] += 1
         if calls["n"] == 2:
             with connection.cursor() as cursor:
                 cursor.execute("SELECT 1/0")
         return real(**kwargs)
 
-    monkeypatch.setattr(ingestion, "records_upsert", upsert_then_break)
+    monkeypatch.setattr(ingestion, "body_records_upsert", upsert_then_break)
     run = ingestion_run(source="coingecko", trigger="cli")
     assert run.status == "failed" and run.error.startswith("database error: division by zero")
     assert RawCryptoData.objects.count() == MarketQuote.objects.count() == 0
