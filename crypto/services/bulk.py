@@ -116,7 +116,10 @@ def staged_upsert(*, source: str, text: str, raw_id: int) -> int:
     with connection.cursor() as cursor:
         cursor.execute(_STAGE_DDL)
         cursor.execute(f"DELETE FROM {STAGE}")  # an earlier body of this transaction
-        cursor.copy_expert(f"COPY {STAGE} ({', '.join(_COLUMNS)}) FROM STDIN", io.StringIO(text))
+        # copy_expert is psycopg2's own: wrapped, its errors are Django's like every other statement's
+        # (a lost connection is then an OperationalError the run takes as transient, and retries).
+        with connection.wrap_database_errors:
+            cursor.copy_expert(f"COPY {STAGE} ({', '.join(_COLUMNS)}) FROM STDIN", io.StringIO(text))
         cursor.execute(_ASSETS_INSERT, params)
         cursor.execute(_ASSETS_RENAME, params)
         cursor.execute(_QUOTES_UPSERT, params)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -157,19 +158,20 @@ def to_datetime(value: Any) -> datetime | None:
     """ISO 8601 (`2025-02-09T17:44:04.143Z`) or Unix seconds, always returned in UTC."""
     if value is None or value == "":
         return None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value, tz=UTC)
-    if isinstance(value, str):
-        text = value.strip()
-        try:
+    try:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return datetime.fromtimestamp(value, tz=UTC)
+        if isinstance(value, str):
+            text = value.strip()
             if text.replace(".", "", 1).isdigit():
                 return datetime.fromtimestamp(float(text), tz=UTC)
             parsed = datetime.fromisoformat(text)
-        except (ValueError, OverflowError, OSError):
-            raise BadValue(f"{value!r} is not an ISO 8601 time or Unix timestamp") from None
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=UTC)
-        return parsed.astimezone(UTC)
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=UTC)
+            return parsed.astimezone(UTC)
+    except (ValueError, OverflowError, OSError):
+        # Out of range too: milliseconds where seconds are meant give a year past 9999.
+        raise BadValue(f"{value!r} is not an ISO 8601 time or a Unix timestamp in seconds of years 1-9999") from None
     raise BadValue(f"{value!r} is not a time")
 
 
@@ -195,11 +197,32 @@ def describe_json(data: Any) -> str:
 Converter = Callable[[Any], Any]
 
 
-# What the columns hold (crypto/models.py): a larger value is a bad record, not a failed run.
-_AMOUNT, _PRICE, _PERCENT = Decimal("1e32"), Decimal("1e24"), Decimal("1e16")
-LIMITS: dict[str, Decimal] = {
-    "price_usd": _PRICE,
-    "price_change_24h_usd": _PRICE,
+@dataclass(frozen=True)
+class Column:
+    """What a numeric column of crypto/models.py holds: a value it cannot hold is a bad record,
+    never a failed run (the database would refuse the whole body) and never a silent change."""
+
+    limit: Decimal  # |value| < limit
+    places: int | None = None  # decimal places kept; None: a whole number
+    minimum: Decimal | None = None
+    exact_nonzero: bool = False  # a non-zero value too small for `places` is refused, not stored as 0
+
+    def fit(self, value: Any) -> Any:
+        if not -self.limit < value < self.limit:
+            raise BadValue(f"{value} is too large to store (limit {self.limit:.0e})")
+        if self.minimum is not None and value < self.minimum:
+            raise BadValue(f"{value} is below {self.minimum}")
+        if self.places is not None and value and value.adjusted() < -self.places:
+            if self.exact_nonzero:
+                raise BadValue(f"{value} is smaller than the {self.places} decimal places stored (it would be 0)")
+            return Decimal(0)  # what the column would round it to, without an out-of-range error
+        return value
+
+
+_AMOUNT, _PERCENT = Column(Decimal("1e32"), places=8), Column(Decimal("1e16"), places=8)
+COLUMNS: dict[str, Column] = {
+    "price_usd": Column(Decimal("1e24"), places=24, exact_nonzero=True),  # never a price turned into 0
+    "price_change_24h_usd": Column(Decimal("1e24"), places=24),
     "market_cap_usd": _AMOUNT,
     "volume_24h_usd": _AMOUNT,
     "circulating_supply": _AMOUNT,
@@ -207,7 +230,7 @@ LIMITS: dict[str, Decimal] = {
     "max_supply": _AMOUNT,
     "price_change_pct_24h": _PERCENT,
     "market_cap_change_pct_24h": _PERCENT,
-    "market_cap_rank": Decimal(2**31),
+    "market_cap_rank": Column(Decimal(2**31), minimum=Decimal(0)),
 }
 MAX_ID_LENGTH = 200
 
@@ -221,12 +244,10 @@ def convert_fields(
     for attribute, key, converter in spec:
         try:
             value = converter(get(key))
+            if value is not None and attribute in COLUMNS:
+                value = COLUMNS[attribute].fit(value)
         except BadValue as exc:
             raise BadValue(f"`{key}` {exc}") from None
-        if value is not None:
-            limit = LIMITS.get(attribute)
-            if limit is not None and not -limit < value < limit:
-                raise BadValue(f"`{key}` {value} is too large to store (limit {limit:.0e})")
         out[attribute] = value
     return out
 
@@ -244,12 +265,28 @@ def without_nul(data: Any) -> Any:
 
 
 def json_loads(raw: bytes | str) -> Any:
-    """orjson for speed; the standard parser for integers wider than 64 bits, which orjson refuses
-    and which token supplies sometimes are."""
+    """orjson for speed; the standard parser for what orjson refuses but a body can hold and still
+    be stored faithfully: integers wider than 64 bits (token supplies sometimes are); NaN and
+    Infinity, kept as the strings "NaN", "Infinity" (JSON and jsonb have no such numbers, and a
+    record holding one is refused as not a number); and escaped lone surrogates (\\ud800), which
+    no UTF-8 text can hold, replaced by U+FFFD."""
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
-        return json.loads(raw)
+        return _without_lone_surrogates(json.loads(raw, parse_constant=str))
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # json.loads joins valid pairs: what is left is lone
+
+
+def _without_lone_surrogates(data: Any) -> Any:
+    if isinstance(data, str):
+        return _LONE_SURROGATE.sub("\ufffd", data)
+    if isinstance(data, list):
+        return [_without_lone_surrogates(item) for item in data]
+    if isinstance(data, dict):
+        return {_without_lone_surrogates(key): _without_lone_surrogates(value) for key, value in data.items()}
+    return data
 
 
 def canonical_json(data: Any) -> bytes:

@@ -9,9 +9,9 @@ from typing import Any
 import orjson
 import pytest
 import responses
-from django.db import connection
+from django.db import connection, transaction
 
-from crypto.models import Asset, IngestionRun, MarketQuote, RawCryptoData, RunBody
+from crypto.models import Asset, IngestionRun, MarketQuote, QuarantinedRecord, RawCryptoData, RunBody
 from crypto.services.ingestion import ingestion_run
 from tests.conftest import (
     GECKO_PAGE,
@@ -327,6 +327,54 @@ def test_a_value_too_large_to_store_rejects_that_record_only(tmp_path) -> None:
     run = ingestion_run(source="coingecko", trigger="file", file=str(saved))
     assert run.status == "succeeded" and run.rows_upserted == 98 and run.records_rejected == 2
     assert "too large to store" in run.problems[0] and "longer than 200" in run.problems[1]
+
+
+def test_values_the_columns_cannot_hold_reject_their_record_and_the_rest_of_the_body_loads(tmp_path) -> None:
+    data = upstream_json(GECKO_SMALL)
+    assert isinstance(data, list)
+    data[2]["market_cap_rank"] = -1  # market_cap_rank is never negative
+    data[3]["current_price"] = 1e-30  # below the 24 decimal places kept: it would be stored as 0
+    data[4]["last_updated"] = 1700000000000  # milliseconds where seconds are meant: year 55840
+    data[5]["total_volume"] = 1e-300  # below the 8 places of an amount: stored as the column rounds it
+    saved = tmp_path / "edges.json"
+    saved.write_bytes(orjson.dumps(data))
+    run = ingestion_run(source="coingecko", trigger="file", file=str(saved))
+    assert run.status == "succeeded", run.error
+    assert (run.rows_upserted, run.records_rejected) == (97, 3)
+    assert ["market_cap_rank" in p for p in run.problems] == [True, False, False]
+    assert "current_price" in run.problems[1] and "would be 0" in run.problems[1]
+    assert "last_updated" in run.problems[2]
+    assert MarketQuote.objects.get(asset__upstream_id=data[5]["id"]).volume_24h_usd == 0
+
+
+def test_nan_and_a_lone_surrogate_in_a_body_are_stored_and_judged_alike_live_and_on_renormalize(tmp_path) -> None:
+    from crypto.services.renormalize import renormalize_run
+
+    data = upstream_json(GECKO_SMALL)
+    assert isinstance(data, list)
+    data[0]["current_price"], data[1]["name"] = "<nan>", "<surrogate>"
+    # Not JSON, but a body can say it: the standard parser reads both, jsonb can hold neither.
+    text = orjson.dumps(data).decode().replace('"<nan>"', "NaN").replace("<surrogate>", "Eth\\ud800")
+    saved = tmp_path / "odd.json"
+    saved.write_text(text)
+    run = ingestion_run(source="coingecko", trigger="file", file=str(saved))
+    assert run.status == "succeeded", run.error
+    assert run.records_rejected == 1 and "current_price" in run.problems[0]
+    stored = RawCryptoData.objects.get().data
+    assert stored[0]["current_price"] == "NaN" and stored[1]["name"] == "Eth\ufffd"
+    live = sorted(MarketQuote.objects.values_list("asset__upstream_id", "price_usd"))
+    renormalize_run(source="coingecko")
+    assert sorted(MarketQuote.objects.values_list("asset__upstream_id", "price_usd")) == live
+    assert QuarantinedRecord.objects.count() == 1
+
+
+def test_a_database_error_during_copy_is_djangos_so_the_run_can_tell_transient_from_permanent() -> None:
+    from django.db import DataError
+
+    from crypto.services.bulk import staged_upsert
+
+    with pytest.raises(DataError), transaction.atomic():
+        staged_upsert(source="coingecko", text="not-a-number\tx\n", raw_id=1)
 
 
 def test_text_with_tabs_newlines_and_backslashes_survives_the_bulk_load(tmp_path) -> None:

@@ -118,3 +118,29 @@ def test_parsed_records_survive_a_json_round_trip_unchanged() -> None:
     data = upstream_json(GECKO_PAGE)
     again = orjson.loads(orjson.dumps(data))
     assert coingecko.parse(data=data).records == coingecko.parse(data=again).records
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "says"),
+    [
+        ("market_cap_rank", -1, "below 0"),
+        ("current_price", 1e-30, "would be 0"),
+        ("current_price", "1e-20000", "would be 0"),
+        ("last_updated", 1700000000000, "years 1-9999"),
+        ("last_updated", "0001-01-01T00:00:00+14:00", "years 1-9999"),
+        ("current_price", "NaN", "not a finite number"),
+    ],
+)
+def test_a_value_no_column_can_hold_rejects_its_record_by_name(field: str, value: object, says: str) -> None:
+    data = upstream_json(GECKO_PAGE)[:2]
+    data[1][field] = value
+    result = coingecko.parse(data=data)
+    assert len(result.records) == 1
+    assert [field in str(p) and says in str(p) for p in result.problems] == [True], result.problems
+
+
+def test_amounts_below_their_eight_places_are_stored_as_zero_as_the_column_rounds() -> None:
+    data = upstream_json(GECKO_PAGE)[:1]
+    data[0]["total_volume"], data[0]["price_change_percentage_24h"] = "1e-20000", 1e-9
+    record = coingecko.parse(data=data).records[0]
+    assert (record.volume_24h_usd, record.price_change_pct_24h) == (0, 0)
