@@ -143,9 +143,10 @@ REST_FRAMEWORK = {
     ],
     # Reading is anonymous but throttled; counts live in the shared cache (Redis), so the limit
     # holds across every gunicorn worker and host.
+    # If Redis is down they let requests through rather than fail them (crypto/api/throttling.py).
     "DEFAULT_THROTTLE_CLASSES": [
-        "rest_framework.throttling.AnonRateThrottle",
-        "rest_framework.throttling.UserRateThrottle",
+        "crypto.api.throttling.AnonRateThrottle",
+        "crypto.api.throttling.UserRateThrottle",
     ],
     "DEFAULT_THROTTLE_RATES": {
         "anon": _rate("API_THROTTLE_ANON", "120/min"),
@@ -366,7 +367,12 @@ if BEAT_LOCK_TTL_SECONDS <= 2 * CELERY_BEAT_MAX_LOOP_INTERVAL:
     )
 
 CACHES = {
-    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        # An unreachable Redis costs a request seconds at most, never a hung worker.
+        "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+    }
     if REDIS_URL
     else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
 }

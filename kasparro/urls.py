@@ -12,7 +12,16 @@ def not_found(request: HttpRequest, exception: Exception) -> JsonResponse:
     return JsonResponse({"detail": "Not found."}, status=404)
 
 
-# JSON in the one error shape, not an HTML page, for paths that match nothing and for crashes
-# (no traceback reaches a client).
+def bad_request(request: HttpRequest, exception: Exception) -> JsonResponse:
+    return JsonResponse({"detail": "Bad request."}, status=400)  # an unknown Host header, say
+
+
+def server_error(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"detail": "Server error; it has been logged."}, status=500)
+
+
+# JSON in the one error shape, not an HTML page, for paths that match nothing, requests Django
+# refuses and crashes (no traceback reaches a client).
+handler400 = bad_request
 handler404 = not_found
-handler500 = "rest_framework.exceptions.server_error"
+handler500 = server_error

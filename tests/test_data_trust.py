@@ -159,6 +159,9 @@ def test_each_run_is_compared_with_the_previous_one_and_a_record_count_collapse_
 
     listed = client.get("/api/runs/?flagged=true").json()["results"]
     assert [run["id"] for run in listed] == [cut.pk] and listed[0]["flags"] == cut.flags
+    assert len(client.get("/api/runs/?flagged=false").json()["results"]) == 2
+    unreadable = client.get("/api/runs/?flagged=maybe")
+    assert unreadable.status_code == 400 and "flagged" in unreadable.json()["errors"]
 
 
 def test_a_price_move_beyond_the_threshold_is_flagged_and_small_moves_are_not(tmp_path: Path) -> None:

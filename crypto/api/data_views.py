@@ -13,7 +13,7 @@ from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
-from rest_framework.throttling import BaseThrottle, ScopedRateThrottle
+from rest_framework.throttling import BaseThrottle
 
 from crypto.api.filters import AssetFilter, DriftFilter, QuarantineFilter, QuoteFilter, RawFilter, RunFilter
 from crypto.api.pagination import KeysetPagination, orderings
@@ -31,6 +31,7 @@ from crypto.api.serializers import (
     TriggeredSerializer,
     TriggerSerializer,
 )
+from crypto.api.throttling import ScopedRateThrottle
 from crypto.models import (
     Asset,
     CanonicalAsset,

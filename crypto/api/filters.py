@@ -100,12 +100,16 @@ class RunFilter(SourceFilterSet):
     task_id = filters.CharFilter(help_text="Celery task id: every attempt of that task.")
     since = time_filter("started_at", "gte", "Runs started at or after this time (ISO 8601).")
     until = time_filter("started_at", "lt", "Runs started before this time (ISO 8601).")
-    flagged = filters.BooleanFilter(
-        method="flagged_filter", help_text="Runs with anomaly flags (true) or without (false)."
+    # A choice, not a BooleanFilter: that one ignores a value it cannot read (`?flagged=maybe`)
+    # instead of answering 400.
+    flagged = filters.ChoiceFilter(
+        choices=[("true", "true"), ("false", "false")],
+        method="flagged_filter",
+        help_text="Runs with anomaly flags (true) or without (false).",
     )
 
-    def flagged_filter(self, queryset: QuerySet[IngestionRun], name: str, value: bool) -> QuerySet[IngestionRun]:
-        return queryset.exclude(flags=[]) if value else queryset.filter(flags=[])
+    def flagged_filter(self, queryset: QuerySet[IngestionRun], name: str, value: str) -> QuerySet[IngestionRun]:
+        return queryset.exclude(flags=[]) if value == "true" else queryset.filter(flags=[])
 
     class Meta:
         model = IngestionRun

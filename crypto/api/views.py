@@ -29,6 +29,7 @@ class HealthViewSet(viewsets.ViewSet):
     the broker is down; `error` (HTTP 503) when the database is unreachable."""
 
     throttle_classes: list[type] = []  # monitors and container healthchecks poll it
+    authentication_classes: list[type] = []  # open to all: a stale token must not turn it into a 401
 
     def retrieve(self, request: Request) -> Response:
         now = timezone.now()
@@ -109,7 +110,8 @@ class StatsViewSet(viewsets.ViewSet):
 def metrics_view(request: HttpRequest) -> HttpResponse:
     """Prometheus text exposition of every process's metrics (see crypto/metrics.py)."""
     token = settings.METRICS_TOKEN
-    if token and not hmac.compare_digest(request.headers.get("Authorization", ""), f"Bearer {token}"):
+    given = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
+    if token and not hmac.compare_digest(given, f"Bearer {token}".encode()):  # bytes: any header compares
         return JsonResponse({"detail": "Metrics need Authorization: Bearer <METRICS_TOKEN>."}, status=401)
     body, content_type = metrics_exposition()
     return HttpResponse(body, content_type=content_type)

@@ -67,6 +67,25 @@ def test_anonymous_reading_is_throttled_but_health_never_is(monkeypatch: pytest.
     assert all(client.get("/health").status_code == 200 for _ in range(5))
 
 
+def test_reading_still_answers_when_the_throttle_counts_in_redis_are_unreachable(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from django.test import override_settings
+
+    from tests.processes import free_port
+
+    unreachable = {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": f"redis://127.0.0.1:{free_port()}/0",  # nothing listens there
+    }
+    monkeypatch.setattr(SimpleRateThrottle, "THROTTLE_RATES", {"anon": "3/min", "user": None, "trigger": None})
+    client = Client(HTTP_ACCEPT="application/json")
+    with override_settings(CACHES={"default": unreachable}):
+        codes = [client.get(path).status_code for path in ["/api/runs/", "/stats", "/api/assets/", "/api/runs/"] * 2]
+    assert codes == [200] * 8, "not throttled while the counts are unreachable, and never a 500"
+    assert "requests are not throttled" in caplog.text
+
+
 def test_the_admin_needs_a_staff_login_and_its_action_triggers_ingestion(settings) -> None:
     settings.CSV_SOURCE_PATH = str(FIXTURES / "csv" / "simple_markets.csv")
     reader = User.objects.create_user("reader", password="x")

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import responses
@@ -72,6 +73,25 @@ def test_health_answers_503_error_when_the_database_is_unreachable() -> None:
     status, _, body = result.stdout.strip().partition(" ")
     assert status == "503", result.stderr[-2000:]
     assert '"status": "error"' in body and '"database": {"status": "down"' in body
+
+
+def test_health_ignores_credentials_it_does_not_need(api: Client) -> None:
+    response = api.get("/health", HTTP_AUTHORIZATION="Token not-a-real-token")
+    assert response.status_code == 200 and response.json()["status"] in ("ok", "degraded")
+
+
+def test_errors_django_answers_itself_have_the_one_json_shape(settings) -> None:
+    settings.DEBUG = False
+    bad_host = Client(HTTP_HOST="evil.example.com").get("/health")
+    assert (bad_host.status_code, bad_host["Content-Type"], bad_host.json()) == (
+        400,
+        "application/json",
+        {"detail": "Bad request."},
+    )
+    crashing = Client(raise_request_exception=False)
+    with mock.patch("crypto.api.views.selectors.stats_summary", side_effect=RuntimeError("boom")):
+        crashed = crashing.get("/stats")
+    assert crashed.status_code == 500 and crashed.json() == {"detail": "Server error; it has been logged."}
 
 
 def test_data_is_404_with_a_clear_detail_when_nothing_was_ingested(api: Client) -> None:
