@@ -20,7 +20,7 @@ from crypto.metrics import LAST_SUCCESS, RECORDS_FETCHED, ROWS_UPSERTED, RUN_SEC
 from crypto.models import IngestionRun
 from crypto.services.canonical import LINKED_SOURCES, links_refresh
 from crypto.services.checks import run_checks
-from crypto.services.locks import advisory_xact_lock_try, advisory_xact_lock_wait
+from crypto.services.locks import advisory_xact_lock_try, advisory_xact_lock_wait, run_alive, run_alive_mark
 from crypto.services.quality import drift_detect, quarantine_store, quarantine_threshold_check
 from crypto.services.storage import (
     PreparedBody,
@@ -138,6 +138,7 @@ def _run(
     logger.info("ingestion run started")
     try:
         with transaction.atomic():
+            run_alive_mark(run_id=run.pk)
             if wait_for_lock:
                 # A backfill must load every file: it waits its turn rather than skip one.
                 advisory_xact_lock_wait(name=f"ingest:{source}")
@@ -252,9 +253,13 @@ def _metrics_record(run: IngestionRun) -> None:
 
 
 def _abandoned_runs_close(*, source: str, current: IngestionRun) -> None:
-    """Runs still `running` while we hold the source's lock cannot be running: their process died
-    (a killed worker, a lost database connection). Close them so the record tells the truth."""
-    IngestionRun.objects.filter(source=source, status=IngestionRun.Status.RUNNING).exclude(pk=current.pk).update(
+    """Runs still `running` while we hold the source's lock are working for no one if they no
+    longer hold their alive mark: their process died (a killed worker, a lost database
+    connection). Close them so the record tells the truth. A run waiting for the lock behind
+    us holds its mark and is left alone."""
+    candidates = IngestionRun.objects.filter(source=source, status=IngestionRun.Status.RUNNING).exclude(pk=current.pk)
+    dead = [run_id for run_id in candidates.values_list("pk", flat=True) if not run_alive(run_id=run_id)]
+    IngestionRun.objects.filter(pk__in=dead, status=IngestionRun.Status.RUNNING).update(
         status=IngestionRun.Status.FAILED,
         error_kind="transient",
         error="abandoned: its process stopped before the run finished; nothing it fetched was kept",

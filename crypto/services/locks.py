@@ -8,6 +8,15 @@ from django.db import connection
 
 # First half of the two-int advisory lock key: keeps our locks apart from any other user's.
 _NAMESPACE = 0x4B415350  # "KASP"
+_RUNS = 0x4B415352  # "KASR": one key per ingestion run, held while it is alive
+
+
+def name_key(name: str) -> int:
+    return zlib.crc32(name.encode()) - 2**31
+
+
+def _run_key(run_id: int) -> int:
+    return run_id % 2**32 - 2**31
 
 
 def advisory_xact_lock_try(*, name: str) -> bool:
@@ -20,7 +29,7 @@ def advisory_xact_lock_try(*, name: str) -> bool:
     if connection.vendor != "postgresql":
         return True
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", [_NAMESPACE, zlib.crc32(name.encode()) - 2**31])
+        cursor.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", [_NAMESPACE, name_key(name)])
         return bool(cursor.fetchone()[0])
 
 
@@ -29,4 +38,26 @@ def advisory_xact_lock_wait(*, name: str) -> None:
     if connection.vendor != "postgresql":
         return
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_NAMESPACE, zlib.crc32(name.encode()) - 2**31])
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_NAMESPACE, name_key(name)])
+
+
+def run_alive_mark(*, run_id: int) -> None:
+    """Taken by a run first thing in its transaction, before it waits for its source's lock, and
+    held until that transaction ends: proof to other runs that it is alive, waiting or working."""
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_RUNS, _run_key(run_id)])
+
+
+def run_alive(*, run_id: int) -> bool:
+    """Whether a run still holds its mark. Asked with a session lock let go at once, so asking
+    never blocks the run. Without PostgreSQL (one local process) no other run can be alive."""
+    if connection.vendor != "postgresql":
+        return False
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [_RUNS, _run_key(run_id)])
+        if not cursor.fetchone()[0]:
+            return True
+        cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [_RUNS, _run_key(run_id)])
+    return False

@@ -69,3 +69,50 @@ def test_runs_of_different_sources_do_not_block_each_other(http: responses.Reque
     thread.join(20)
     assert csv_run.status == IngestionRun.Status.SUCCEEDED
     assert IngestionRun.objects.filter(status="succeeded").count() == 2
+
+
+def test_a_run_waiting_for_the_source_lock_is_alive_and_only_dead_runs_are_closed_as_abandoned(tmp_path) -> None:
+    import psycopg2
+    from django.db import transaction
+
+    from crypto.services.ingestion import _abandoned_runs_close
+    from crypto.services.locks import _NAMESPACE, name_key
+    from tests.conftest import database_url
+    from tests.processes import wait_for
+
+    saved = tmp_path / "tickers.json"
+    saved.write_bytes(upstream_bytes(PAPRIKA))
+    holder = psycopg2.connect(database_url(connection.settings_dict))  # another process holding the lock
+    holder.cursor().execute("SELECT pg_advisory_xact_lock(%s, %s)", [_NAMESPACE, name_key("ingest:coinpaprika")])
+    waited: list[IngestionRun] = []
+
+    def backfill_file() -> None:
+        try:
+            waited.append(ingestion_run(source="coinpaprika", trigger="file", file=str(saved), wait_for_lock=True))
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=backfill_file)
+    thread.start()
+    try:
+
+        def waiting() -> bool:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+                return bool(cursor.fetchone()[0])
+
+        wait_for(waiting, timeout=10, what="the file run to wait for the source's lock")
+        waiter = IngestionRun.objects.get(trigger="file")
+        dead = IngestionRun.objects.create(source="coinpaprika", trigger="task")  # its process is gone
+        with transaction.atomic():
+            _abandoned_runs_close(source="coinpaprika", current=IngestionRun.objects.create(source="coinpaprika"))
+
+        dead.refresh_from_db()
+        waiter.refresh_from_db()
+        assert dead.status == "failed" and dead.error.startswith("abandoned")
+        assert waiter.status == "running", "a run waiting its turn is not abandoned"
+    finally:
+        holder.rollback()
+        holder.close()
+        thread.join(30)
+    assert waited[0].status == "succeeded" and waited[0].pk == waiter.pk
