@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 import shutil
 from io import StringIO
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -86,6 +88,29 @@ def test_a_file_already_loaded_is_known_by_its_bytes_wherever_it_lies(tmp_path: 
     ingest("--source", "coinpaprika", "--file", str(moved))
     assert IngestionRun.objects.order_by("id").last().raw_duplicates == 1
     assert RawCryptoData.objects.count() == 1 and LoadedFile.objects.count() == 2
+
+
+def test_a_file_changed_while_its_run_loads_it_is_known_by_the_bytes_that_were_loaded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from crypto.services import ingestion
+
+    first, second = archive(tmp_path / "saved", count=2)
+    loaded_bytes, replacement = first.read_bytes(), second.read_bytes()
+    second.unlink()
+    real = ingestion.body_records_upsert
+
+    def upsert_while_the_file_is_replaced(**kwargs: Any) -> tuple[int, int]:
+        first.write_bytes(replacement)  # another day's body, written over the file mid-run
+        return real(**kwargs)
+
+    monkeypatch.setattr(ingestion, "body_records_upsert", upsert_while_the_file_is_replaced)
+    ingest("--source", "coinpaprika", "--file", str(first))
+    monkeypatch.undo()
+    assert LoadedFile.objects.get().digest == hashlib.sha256(loaded_bytes).hexdigest()
+    ingest("--source", "coinpaprika", "--file", str(first))
+    assert RawCryptoData.objects.count() == 2, "the new content is loaded, not taken for loaded"
+    assert LoadedFile.objects.count() == 2
 
 
 def test_a_file_whose_run_failed_is_not_marked_loaded(tmp_path: Path) -> None:

@@ -153,11 +153,13 @@ def _run(
                 )
                 prepared = (body_prepare(body) for body in bodies)
             parsed_records = 0
+            read: tuple[str, int] | None = None  # the file as its bodies were read from it
             for item in prepared:
                 parsed_records += _body_ingest(run=run, module=module, prepared=item, say=say)
+                read = (item.body.file_digest, item.body.file_size) if item.body.file_digest else read
             quarantine_threshold_check(rejected=run.records_rejected, total=parsed_records, where="the run")
             if file:
-                loaded_file_record(source=source, path=file, run=run)
+                loaded_file_record(source=source, path=file, run=run, read=read)
             run.status = IngestionRun.Status.SUCCEEDED
             run.finished_at = timezone.now()
             run.save()

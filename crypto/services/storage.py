@@ -179,9 +179,11 @@ def source_totals_add(*, source: str, records: int, fetched_at: datetime) -> Non
     )
 
 
-def loaded_file_record(*, source: str, path: str, run: IngestionRun) -> None:
-    """Mark a saved file as loaded by `run` (in the run's transaction: a failed run marks nothing)."""
-    digest, size = file_digest(path)
+def loaded_file_record(*, source: str, path: str, run: IngestionRun, read: tuple[str, int] | None) -> None:
+    """Mark a saved file as loaded by `run` (in the run's transaction: a failed run marks nothing),
+    known by the digest and size of the bytes its bodies were `read` from (hashed now only when
+    it held no body)."""
+    digest, size = read or file_digest(path)
     LoadedFile.objects.get_or_create(
         source=source,
         digest=digest,

@@ -35,6 +35,8 @@ class Body:
     position: int  # page number or chunk index, 1-based
     fetched_at: datetime
     record_count: int
+    file_digest: str = ""  # read from a saved file: sha256 of the file's bytes as read (files.read_bytes)
+    file_size: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -100,7 +100,8 @@ def csv_files(path: str) -> list[Path]:
 
 
 def read_csv(path: Path, *, chunk_rows: int) -> Iterator[Body]:
-    text = decode(files.read_bytes(str(path)), str(path))
+    raw, digest, size = files.read_bytes(str(path))
+    text = decode(raw, str(path))
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = [column.strip() for column in next(reader)]
@@ -120,6 +121,8 @@ def read_csv(path: Path, *, chunk_rows: int) -> Iterator[Body]:
             position=position,
             fetched_at=fetched_at,
             record_count=len(rows),
+            file_digest=digest,
+            file_size=size,
         )
 
     line = reader.line_num

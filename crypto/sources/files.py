@@ -13,7 +13,9 @@ from typing import Any
 from crypto.sources.base import Body, MalformedBody, SourceError, json_loads
 
 
-def read_bytes(path: str) -> bytes:
+def read_bytes(path: str) -> tuple[bytes, str, int]:
+    """A saved file's content (decompressed if gzip), with the sha256 and size of the bytes read
+    from disk: what was loaded is known by what was read, even if the file changes afterwards."""
     file = Path(path)
     if not file.is_file():
         raise SourceError(f"{path}: no such file")
@@ -21,12 +23,13 @@ def read_bytes(path: str) -> bytes:
         raw = file.read_bytes()
     except OSError as exc:
         raise SourceError(f"{path}: cannot be read ({exc.strerror})") from None
+    digest, size = hashlib.sha256(raw).hexdigest(), len(raw)
     if raw[:2] == b"\x1f\x8b":
         try:
             raw = gzip.decompress(raw)
         except (OSError, EOFError) as exc:
             raise SourceError(f"{path}: looks gzip-compressed but cannot be decompressed ({exc})") from None
-    return raw
+    return raw, digest, size
 
 
 def file_digest(path: str) -> tuple[str, int]:
@@ -51,7 +54,7 @@ def modified_at(path: str) -> datetime:
 
 def json_bodies(path: str, *, count: Callable[[Any], int]) -> Iterator[Body]:
     """The saved JSON body at `path` as a Body; `count` says how many records it holds."""
-    raw = read_bytes(path)
+    raw, digest, size = read_bytes(path)
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
     try:
@@ -64,4 +67,6 @@ def json_bodies(path: str, *, count: Callable[[Any], int]) -> Iterator[Body]:
         position=1,
         fetched_at=modified_at(path),
         record_count=count(data),
+        file_digest=digest,
+        file_size=size,
     )
