@@ -182,10 +182,11 @@ def _run(
                 # The server went away mid-run: record the failure on a fresh connection.
                 connection.close()
             _finish(run)
-        except DatabaseError:
+        except DatabaseError as unrecorded:
             logger.error("could not record the failed run", extra={"reason": run.error})
             RUNS.labels(run.source, IngestionRun.Status.FAILED).inc()
-            raise exc from None
+            # The database error, whatever failed the run: callers retry on it (see the docstring).
+            raise unrecorded from exc
         say(f"{source}: failed: {run.error}")
     _metrics_record(run)
     if run.status == IngestionRun.Status.SUCCEEDED:

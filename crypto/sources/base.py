@@ -128,8 +128,8 @@ def to_decimal(value: Any) -> Decimal | None:
         return Decimal(repr(value))
     if kind is int:
         return Decimal(value)
-    if value is None or value == "":
-        return None
+    if value is None or value == "" or (isinstance(value, str) and not value.strip()):
+        return None  # an empty cell, blanks included
     if isinstance(value, bool):
         raise BadValue(f"{value!r} is not a number")
     if isinstance(value, int):

@@ -195,7 +195,8 @@ def parse(*, data: Any) -> ParseResult:
 
 def parse_simple(values: dict[str, str], *, where: str, result: ParseResult) -> None:
     symbol, name_ = to_text(values.get("symbol")), to_text(values.get("name"))
-    upstream_id = to_text(values.get("id")) or slugify(f"{symbol}-{name_}")
+    # Unicode kept: `ETH-以太坊` and `ETH-イーサリアム` are two coins, not both `eth`.
+    upstream_id = to_text(values.get("id")) or slugify(f"{symbol}-{name_}", allow_unicode=True)
     if not symbol or not upstream_id:
         result.reject(where, "no symbol (and no id) to key the row on")
         return

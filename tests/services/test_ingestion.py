@@ -169,6 +169,24 @@ def test_database_error_mid_run_rolls_back_and_is_recorded(http: responses.Reque
     assert RawCryptoData.objects.count() == MarketQuote.objects.count() == 0
 
 
+def test_a_failure_that_cannot_be_recorded_raises_the_database_error_for_the_caller_to_retry(
+    http: responses.RequestsMock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.db import OperationalError
+
+    from crypto.services import ingestion
+
+    mock_paprika(http, body=b'{"error": "invalid key"}', status=401)
+
+    def database_gone(run: IngestionRun) -> None:
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(ingestion, "_finish", database_gone)
+    with pytest.raises(OperationalError) as raised:
+        ingestion_run(source="coinpaprika", trigger="task")
+    assert "HTTP 401" in str(raised.value.__cause__), "the run's own failure is kept as the cause"
+
+
 def test_401_fails_fast_without_retrying_or_writing(http: responses.RequestsMock) -> None:
     mock_paprika(http, body=b'{"error": "invalid key"}', status=401)
     run = ingestion_run(source="coinpaprika", trigger="cli")

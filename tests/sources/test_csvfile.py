@@ -45,6 +45,25 @@ def test_simple_csv_without_id_keys_on_symbol_and_name_so_shared_symbols_stay_ap
     assert tethers == ["usdt-tether", "usdt-tether-gold-bridged"]
 
 
+def test_simple_csv_coins_told_apart_only_by_a_non_latin_name_stay_apart(tmp_path: Path) -> None:
+    path = tmp_path / "names.csv"
+    path.write_text(
+        "symbol,name,price_usd,market_cap,volume_24h,timestamp\n"
+        "ETH,以太坊,100,,,2024-11-16T15:55:17Z\n"
+        "ETH,イーサリアム,5,,,2024-11-16T15:55:17Z\n"
+        "ETH, ,7,  ,\t,2024-11-16T15:55:17Z\n",
+        encoding="utf-8",
+    )
+    records, problems = parse_file(path)
+    assert problems == []
+    assert [(r.upstream_id, r.price_usd) for r in records] == [
+        ("eth-以太坊", Decimal(100)),
+        ("eth-イーサリアム", Decimal(5)),
+        ("eth", Decimal(7)),
+    ]
+    assert records[2].market_cap_usd is None and records[2].volume_24h_usd is None, "blank cells are empty"
+
+
 def test_simple_csv_empty_cells_are_null_and_unix_timestamps_are_read() -> None:
     records, _ = parse_file(SIMPLE)
     eth = next(r for r in records if r.symbol == "ETH")
