@@ -13,7 +13,10 @@ from crypto.api.data_views import (
 )
 from crypto.api.views import DataViewSet, HealthViewSet, StatsViewSet, metrics_view
 
+# "/?": every list and detail answers with or without its trailing slash; a redirect would turn a
+# script's POST /api/runs into a GET that triggers nothing.
 router = DefaultRouter()
+router.trailing_slash = "/?"  # the constructor takes only True/False
 router.register("quotes", QuoteViewSet, basename="quote")
 router.register("assets", AssetViewSet, basename="asset")
 router.register("runs", RunViewSet, basename="run")
@@ -27,8 +30,8 @@ urlpatterns = [
     re_path(r"^health/?$", HealthViewSet.as_view({"get": "retrieve"}), name="health"),
     re_path(r"^data/?$", DataViewSet.as_view({"get": "retrieve"}), name="data"),
     re_path(r"^stats/?$", StatsViewSet.as_view({"get": "retrieve"}), name="stats"),
-    path("metrics", metrics_view, name="metrics"),
-    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    re_path(r"^metrics/?$", metrics_view, name="metrics"),
+    re_path(r"^api/schema/?$", SpectacularAPIView.as_view(), name="schema"),
+    re_path(r"^api/docs/?$", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("api/", include(router.urls)),
 ]

@@ -42,6 +42,13 @@ def test_a_staff_token_triggers_ingestion_recorded_as_api(settings) -> None:
     assert (run.trigger, run.status) == ("api", "succeeded")
 
 
+def test_a_post_without_the_trailing_slash_triggers_too_rather_than_being_redirected(settings) -> None:
+    settings.CSV_SOURCE_PATH = str(FIXTURES / "csv" / "simple_markets.csv")
+    response = token_client(staff=True).post("/api/runs", {"source": "csv"}, content_type="application/json")
+    assert response.status_code == 202
+    assert IngestionRun.objects.filter(trigger="api").count() == 1
+
+
 def test_an_unknown_source_is_400() -> None:
     response = token_client(staff=True).post("/api/runs/", {"source": "binance"}, content_type="application/json")
     assert response.status_code == 400 and "source" in response.json()["errors"]
