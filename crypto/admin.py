@@ -41,7 +41,19 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
-class RunBodyInline(admin.TabularInline):
+class NamesRawBodies:
+    """For pages that show raw rows by name and link only: the related rows come in the same
+    query, without their bodies (up to ~2 MB each) or fingerprints."""
+
+    raw_relations: tuple[str, ...] = ("raw",)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        queryset = super().get_queryset(request)  # type: ignore[misc]
+        heavy = [f"{relation}__{field}" for relation in self.raw_relations for field in ("data", "fingerprint")]
+        return queryset.select_related(*self.raw_relations).defer(*heavy)
+
+
+class RunBodyInline(NamesRawBodies, admin.TabularInline):
     model = RunBody
     fields = ("position", "raw", "fetched_at")
     readonly_fields = fields
@@ -142,6 +154,7 @@ class IngestionRunAdmin(ReadOnlyAdmin):
 @admin.register(RawCryptoData)
 class RawCryptoDataAdmin(ReadOnlyAdmin):
     list_display = ("id", "source", "fetched_at", "record_count", "position", "run", "short_hash")
+    list_select_related = ("run",)  # nullable, so not followed by default: one query per row
     list_filter = ("source", ("fetched_at", admin.DateFieldListFilter))
     search_fields = ("content_hash", "request")
     date_hierarchy = "fetched_at"
@@ -226,7 +239,7 @@ class CanonicalAssetAdmin(ReadOnlyAdmin):
 
 
 @admin.register(QuarantinedRecord)
-class QuarantinedRecordAdmin(ReadOnlyAdmin):
+class QuarantinedRecordAdmin(NamesRawBodies, ReadOnlyAdmin):
     # Ids, not related objects: a listed body would drag its ~2 MB of JSON into every row.
     list_display = ("id", "source", "run_id", "raw_id", "where", "reason", "quarantined_at")
     list_filter = ("source",)
@@ -244,7 +257,8 @@ class QuarantinedRecordAdmin(ReadOnlyAdmin):
 
 
 @admin.register(SchemaDrift)
-class SchemaDriftAdmin(ReadOnlyAdmin):
+class SchemaDriftAdmin(NamesRawBodies, ReadOnlyAdmin):
+    raw_relations = ("raw", "previous")
     list_display = ("id", "source", "severity", "summary", "raw_id", "previous_id", "run_id", "detected_at")
     list_filter = ("source", "severity")
     search_fields = ("summary",)
@@ -260,7 +274,7 @@ class LoadedFileAdmin(ReadOnlyAdmin):
 
 
 @admin.register(MarketQuote)
-class MarketQuoteAdmin(ReadOnlyAdmin):
+class MarketQuoteAdmin(NamesRawBodies, ReadOnlyAdmin):
     list_display = (
         "id",
         "source",

@@ -61,3 +61,37 @@ def test_normalized_data_is_searchable_by_symbol_name_and_upstream_id(
 def test_data_cannot_be_hand_edited_in_the_admin(admin_client: Client, ingested: IngestionRun) -> None:
     assert admin_client.get("/admin/crypto/rawcryptodata/add/").status_code == 403
     assert admin_client.get("/admin/crypto/marketquote/add/").status_code == 403
+
+
+def test_pages_that_name_raw_bodies_never_load_them_and_the_raw_list_loads_runs_in_one_query(
+    admin_client: Client, ingested: IngestionRun, tmp_path
+) -> None:
+    import orjson
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from crypto.models import QuarantinedRecord, SchemaDrift
+    from tests.conftest import GECKO_SMALL, upstream_json
+
+    body = upstream_json(GECKO_SMALL)
+    assert isinstance(body, list)
+    body[0]["current_price"] = "abc"  # a quarantined record
+    body[1]["new_field"] = 1  # drift against page 1
+    saved = tmp_path / "page.json"
+    saved.write_bytes(orjson.dumps(body))
+    ingestion_run(source="coingecko", trigger="file", file=str(saved))
+    quote = MarketQuote.objects.first()
+    pages = [
+        "/admin/crypto/rawcryptodata/",
+        f"/admin/crypto/ingestionrun/{ingested.pk}/change/",
+        f"/admin/crypto/marketquote/{quote.pk}/change/",
+        f"/admin/crypto/quarantinedrecord/{QuarantinedRecord.objects.get().pk}/change/",
+        f"/admin/crypto/schemadrift/{SchemaDrift.objects.get().pk}/change/",
+    ]
+    for page in pages:
+        with CaptureQueriesContext(connection) as queries:
+            assert admin_client.get(page).status_code == 200, page
+        loading_bodies = [q["sql"] for q in queries if '"raw_crypto_data"."data"' in q["sql"]]
+        assert loading_bodies == [], page
+        if page.endswith("rawcryptodata/"):
+            assert not [q for q in queries if q["sql"].startswith('SELECT "ingestion_run"')], "runs are joined"
