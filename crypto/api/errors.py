@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.db import DatabaseError, DataError
+from django.db import DataError, InterfaceError, OperationalError
 from kombu.exceptions import OperationalError as KombuOperationalError
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
@@ -27,7 +27,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return Response(
             {"detail": "The task broker is unavailable; try again shortly."}, status=status.HTTP_503_SERVICE_UNAVAILABLE
         )
-    if isinstance(exc, DatabaseError):
+    if isinstance(exc, OperationalError | InterfaceError):
+        # The database is away (down, restarting, unreachable). Other database errors are bugs:
+        # they stay 500s, logged with their traceback, rather than pass for an outage.
         logger.error("database unavailable while answering a request", exc_info=exc)
         return Response(
             {"detail": "The database is unavailable; try again shortly."},

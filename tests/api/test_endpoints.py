@@ -10,6 +10,7 @@ from unittest import mock
 
 import pytest
 import responses
+from django.db import ProgrammingError
 from django.test import Client
 
 from crypto.services.ingestion import ingestion_run
@@ -104,6 +105,9 @@ def test_errors_django_answers_itself_have_the_one_json_shape(settings) -> None:
     with mock.patch("crypto.api.views.selectors.stats_summary", side_effect=RuntimeError("boom")):
         crashed = crashing.get("/stats")
     assert crashed.status_code == 500 and crashed.json() == {"detail": "Server error; it has been logged."}
+    # A database error that is a bug, not an outage, is not passed off as "unavailable".
+    with mock.patch("crypto.api.views.selectors.stats_summary", side_effect=ProgrammingError("no such column")):
+        assert crashing.get("/stats").status_code == 500
 
 
 def test_data_is_404_with_a_clear_detail_when_nothing_was_ingested(api: Client) -> None:
