@@ -3,7 +3,6 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 BUNDLED := tests/fixtures/upstream
-export CSV_SOURCE_PATH ?= $(BUNDLED)/coingecko_markets_csv_Global-rd.csv
 
 .PHONY: run test bench lint format install install-dev clean
 
@@ -31,6 +30,7 @@ install-dev: $(VENV)/.installed-dev
 
 # Plain log lines at a terminal; services log JSON (LOG_FORMAT in .env.example).
 run: export LOG_FORMAT ?= plain
+run: export CSV_SOURCE_PATH ?= $(BUNDLED)/coingecko_markets_csv_Global-rd.csv
 run: install .env
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py ingest --source all \
