@@ -20,12 +20,15 @@ case "$role" in
   web)
     # Quiet: its progress is plain text; what changed in the schedule is logged as JSON.
     python manage.py migrate --noinput --verbosity 0
+    # gunicorn's own lines in everyone's format: JSON, or with LOG_FORMAT=plain its plain default.
+    if [ "${LOG_FORMAT:-json}" = "json" ]; then
+      set -- --log-config-json docker/gunicorn-logging.json "$@"
+    fi
     exec gunicorn kasparro.wsgi:application \
       --bind "${WEB_BIND:-0.0.0.0:8000}" \
       --workers "${WEB_WORKERS:-3}" \
       --timeout "${WEB_TIMEOUT:-60}" \
       --forwarded-allow-ips "${FORWARDED_ALLOW_IPS:-127.0.0.1}" \
-      --log-config-json docker/gunicorn-logging.json \
       "$@"
     ;;
   worker)

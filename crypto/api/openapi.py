@@ -28,4 +28,7 @@ def error_responses(result: dict[str, Any], generator: Any, request: Any, public
                 responses.setdefault("404", {"description": "No such row.", "content": error})
             if not path.startswith("/health"):
                 responses.setdefault("429", {"description": "Throttled: slow down.", "content": error})
+            # /health declares its own 503 (its body says which part is down).
+            unavailable = "The database (or, to trigger a run, the broker) is unavailable."
+            responses.setdefault("503", {"description": unavailable, "content": error})
     return result

@@ -137,6 +137,31 @@ def test_web_worker_beat_and_flower_from_the_entry_script_serve_and_ingest_end_t
     assert any(r.get("request_id") and r.get("path") == "/health" for r in web_records)
 
 
+def test_web_with_log_format_plain_logs_plain_lines_gunicorns_included(
+    stack_env: dict[str, str], tmp_path: Path
+) -> None:
+    log = tmp_path / "web-plain.log"
+    with log.open("wb") as out:
+        web = subprocess.Popen(
+            [ENTRYPOINT, "web"],
+            cwd=ROOT,
+            env={**stack_env, "LOG_FORMAT": "plain", "WEB_WORKERS": "1"},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        wait_for(
+            lambda: (r := web_get(stack_env, "/health")) is not None and r.status_code == 200, timeout=90, what="web"
+        )
+        wait_for(lambda: "Listening at" in log.read_text(), timeout=10, what="gunicorn's start line")
+    finally:
+        os.killpg(web.pid, signal.SIGTERM)
+        web.wait(30)
+    lines = [line for line in log.read_text().splitlines() if line.strip()]
+    assert lines and not [line for line in lines if line.lstrip().startswith("{")], lines[:5]
+
+
 def json_log_records(text: str) -> list[dict]:
     """Every line a JSON object; as root (CI), Celery first warns about root in plain text."""
     records = []
