@@ -4,9 +4,12 @@ ingestion, never by hand-editing, so the data views are read-only."""
 from __future__ import annotations
 
 import json
+from functools import cached_property
 from typing import Any
 
 from django.contrib import admin, messages
+from django.core.paginator import Paginator
+from django.db import connection
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
@@ -26,6 +29,27 @@ from crypto.services.canonical import assets_link, assets_unlink
 from crypto.sources.fingerprint import fingerprint_digest
 
 BODY_PREVIEW_CHARS = 200_000
+
+
+class EstimatedCountPaginator(Paginator):
+    """An unfiltered list of a big table is counted from the planner's estimate (pg_class), not
+    by count(*), which reads every row of millions on each page; a filtered list, a small table
+    or one never analyzed is counted exactly."""
+
+    exact_below = 100_000
+
+    @cached_property
+    def count(self) -> int:
+        queryset = self.object_list
+        if connection.vendor == "postgresql" and isinstance(queryset, QuerySet) and not queryset.query.where:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass", [queryset.model._meta.db_table]
+                )
+                estimate = int(cursor.fetchone()[0])
+            if estimate >= self.exact_below:
+                return estimate
+        return super().count
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -290,7 +314,9 @@ class MarketQuoteAdmin(NamesRawBodies, ReadOnlyAdmin):
     search_fields = ("asset__symbol", "asset__name", "asset__upstream_id")
     list_select_related = ("asset",)
     raw_id_fields = ("asset", "raw")
-    show_full_result_count = False  # a count(*) over millions of quotes on every page is not free
+    # A count(*) over millions of quotes on every page is not free.
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator
 
     @admin.display(description="symbol", ordering="asset__symbol")
     def symbol(self, quote: MarketQuote) -> str:

@@ -95,3 +95,26 @@ def test_pages_that_name_raw_bodies_never_load_them_and_the_raw_list_loads_runs_
         assert loading_bodies == [], page
         if page.endswith("rawcryptodata/"):
             assert not [q for q in queries if q["sql"].startswith('SELECT "ingestion_run"')], "runs are joined"
+
+
+def test_the_unfiltered_quote_list_of_a_big_table_is_counted_from_the_estimate_not_by_count(
+    admin_client: Client, ingested: IngestionRun, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from crypto.admin import EstimatedCountPaginator
+
+    monkeypatch.setattr(EstimatedCountPaginator, "exact_below", 100)  # 350 quotes count as big here
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE market_quote")
+
+    def counted(url: str) -> bool:
+        with CaptureQueriesContext(connection) as queries:
+            response = admin_client.get(url)
+        assert response.status_code == 200
+        return any("COUNT(*)" in q["sql"] and '"market_quote"' in q["sql"] for q in queries)
+
+    assert not counted("/admin/crypto/marketquote/")
+    assert counted("/admin/crypto/marketquote/?source=coingecko"), "a filtered list is counted exactly"
+    assert b"350 market quotes" in admin_client.get("/admin/crypto/marketquote/").content
