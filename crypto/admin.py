@@ -74,7 +74,10 @@ class NamesRawBodies:
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         queryset = super().get_queryset(request)  # type: ignore[misc]
         heavy = [f"{relation}__{field}" for relation in self.raw_relations for field in ("data", "fingerprint")]
-        return queryset.select_related(*self.raw_relations).defer(*heavy)
+        # A list's own list_select_related is applied only to a queryset without select_related: keep it.
+        listed = getattr(self, "list_select_related", ())
+        also = tuple(listed) if isinstance(listed, (list, tuple)) else ()
+        return queryset.select_related(*self.raw_relations, *also).defer(*heavy)
 
 
 class RunBodyInline(NamesRawBodies, admin.TabularInline):

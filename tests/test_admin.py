@@ -83,6 +83,7 @@ def test_pages_that_name_raw_bodies_never_load_them_and_the_raw_list_loads_runs_
     quote = MarketQuote.objects.first()
     pages = [
         "/admin/crypto/rawcryptodata/",
+        "/admin/crypto/marketquote/",
         f"/admin/crypto/ingestionrun/{ingested.pk}/change/",
         f"/admin/crypto/marketquote/{quote.pk}/change/",
         f"/admin/crypto/quarantinedrecord/{QuarantinedRecord.objects.get().pk}/change/",
@@ -95,6 +96,10 @@ def test_pages_that_name_raw_bodies_never_load_them_and_the_raw_list_loads_runs_
         assert loading_bodies == [], page
         if page.endswith("rawcryptodata/"):
             assert not [q for q in queries if q["sql"].startswith('SELECT "ingestion_run"')], "runs are joined"
+    with CaptureQueriesContext(connection) as queries:
+        assert admin_client.get("/admin/crypto/marketquote/").status_code == 200
+    assert not [q for q in queries if q["sql"].startswith('SELECT "asset"')], "assets are joined, not one per row"
+    assert not [q for q in queries if '"raw_crypto_data"."data"' in q["sql"]]
 
 
 def test_the_unfiltered_quote_list_of_a_big_table_is_counted_from_the_estimate_not_by_count(

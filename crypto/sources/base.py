@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any, Protocol
 
 import orjson
@@ -128,8 +128,8 @@ def to_decimal(value: Any) -> Decimal | None:
         return Decimal(repr(value))
     if kind is int:
         return Decimal(value)
-    if value is None or value == "" or (isinstance(value, str) and not value.strip()):
-        return None  # an empty cell, blanks included
+    if value is None or value == "":
+        return None
     if isinstance(value, bool):
         raise BadValue(f"{value!r} is not a number")
     if isinstance(value, int):
@@ -215,9 +215,11 @@ class Column:
         if self.minimum is not None and value < self.minimum:
             raise BadValue(f"{value} is below {self.minimum}")
         if self.places is not None and value and value.adjusted() < -self.places:
-            if self.exact_nonzero:
+            # Below the last place kept: PostgreSQL rounds half away from zero (6e-9 -> 1e-8, 4e-9 -> 0).
+            rounded = value.quantize(Decimal(1).scaleb(-self.places), rounding=ROUND_HALF_UP)
+            if rounded == 0 and self.exact_nonzero:
                 raise BadValue(f"{value} is smaller than the {self.places} decimal places stored (it would be 0)")
-            return Decimal(0)  # what the column would round it to, without an out-of-range error
+            return rounded  # as the column would store it, without an out-of-range error
         return value
 
 
@@ -269,13 +271,18 @@ def without_nul(data: Any) -> Any:
 def json_loads(raw: bytes | str) -> Any:
     """orjson for speed; the standard parser for what orjson refuses but a body can hold and still
     be stored faithfully: integers wider than 64 bits (token supplies sometimes are); NaN and
-    Infinity, kept as the strings "NaN", "Infinity" (JSON and jsonb have no such numbers, and a
-    record holding one is refused as not a number); and escaped lone surrogates (\\ud800), which
+    Infinity, kept as {"$non_finite": "NaN"} (JSON and jsonb have no such numbers, and a record
+    holding one where a value is needed is refused); and escaped lone surrogates (\\ud800), which
     no UTF-8 text can hold, replaced by U+FFFD."""
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
-        return _without_lone_surrogates(json.loads(raw, parse_constant=str))
+        return _without_lone_surrogates(json.loads(raw, parse_constant=_non_finite))
+
+
+def _non_finite(constant: str) -> dict[str, str]:
+    # An object, so that no field reads it as a value: not a number, and not text (an id `NaN`).
+    return {"$non_finite": constant}
 
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # json.loads joins valid pairs: what is left is lone

@@ -185,7 +185,8 @@ def parse(*, data: Any) -> ParseResult:
             count = len(cells) if isinstance(cells, list) else 0
             result.reject(where, f"has {count} cells, the header has {len(header)}")
             continue
-        values = dict(zip(header, cells, strict=True))
+        # A cell of blanks is an empty cell, as a spreadsheet shows it (a JSON body's "  " is not).
+        values = {name: cell if cell.strip() else "" for name, cell in zip(header, cells, strict=True)}
         if layout == "coingecko":
             coingecko.parse_market(values, where=where, result=result)
         else:
@@ -193,10 +194,18 @@ def parse(*, data: Any) -> ParseResult:
     return result
 
 
+def derived_id(symbol: str, name: str) -> str:
+    """The id of a row without one: `usdt-tether`. A name with no Latin letters keeps its own
+    (`eth-以太坊`, `eth-イーサリアム`: two coins, not both `eth`); accents are folded as ever
+    (`ada-cardano`), so ids derived before stay the same."""
+    if name and not slugify(name):
+        return slugify(f"{symbol}-{name}", allow_unicode=True)
+    return slugify(f"{symbol}-{name}")
+
+
 def parse_simple(values: dict[str, str], *, where: str, result: ParseResult) -> None:
     symbol, name_ = to_text(values.get("symbol")), to_text(values.get("name"))
-    # Unicode kept: `ETH-以太坊` and `ETH-イーサリアム` are two coins, not both `eth`.
-    upstream_id = to_text(values.get("id")) or slugify(f"{symbol}-{name_}", allow_unicode=True)
+    upstream_id = to_text(values.get("id")) or derived_id(symbol, name_)
     if not symbol or not upstream_id:
         result.reject(where, "no symbol (and no id) to key the row on")
         return

@@ -370,20 +370,22 @@ def test_nan_and_a_lone_surrogate_in_a_body_are_stored_and_judged_alike_live_and
 
     data = upstream_json(GECKO_SMALL)
     assert isinstance(data, list)
-    data[0]["current_price"], data[1]["name"] = "<nan>", "<surrogate>"
-    # Not JSON, but a body can say it: the standard parser reads both, jsonb can hold neither.
+    data[0]["current_price"], data[1]["name"], data[2]["id"] = "<nan>", "<surrogate>", "<infinity>"
+    # Not JSON, but a body can say it: the standard parser reads them, jsonb can hold none.
     text = orjson.dumps(data).decode().replace('"<nan>"', "NaN").replace("<surrogate>", "Eth\\ud800")
+    text = text.replace('"<infinity>"', "Infinity")
     saved = tmp_path / "odd.json"
     saved.write_text(text)
     run = ingestion_run(source="coingecko", trigger="file", file=str(saved))
     assert run.status == "succeeded", run.error
-    assert run.records_rejected == 1 and "current_price" in run.problems[0]
+    assert run.records_rejected == 2 and "current_price" in run.problems[0] and "no `id`" in run.problems[1]
     stored = RawCryptoData.objects.get().data
-    assert stored[0]["current_price"] == "NaN" and stored[1]["name"] == "Eth\ufffd"
+    assert stored[0]["current_price"] == {"$non_finite": "NaN"} and stored[1]["name"] == "Eth\ufffd"
+    assert stored[2]["id"] == {"$non_finite": "Infinity"}
     live = sorted(MarketQuote.objects.values_list("asset__upstream_id", "price_usd"))
     renormalize_run(source="coingecko")
     assert sorted(MarketQuote.objects.values_list("asset__upstream_id", "price_usd")) == live
-    assert QuarantinedRecord.objects.count() == 1
+    assert QuarantinedRecord.objects.count() == 2
 
 
 def test_a_database_error_during_copy_is_djangos_so_the_run_can_tell_transient_from_permanent() -> None:

@@ -129,6 +129,9 @@ def test_parsed_records_survive_a_json_round_trip_unchanged() -> None:
         ("last_updated", 1700000000000, "years 1-9999"),
         ("last_updated", "0001-01-01T00:00:00+14:00", "years 1-9999"),
         ("current_price", "NaN", "not a finite number"),
+        ("current_price", "  ", "not a number"),  # blanks in a JSON body are not an empty value
+        ("current_price", {"$non_finite": "NaN"}, "not a number"),
+        ("id", {"$non_finite": "NaN"}, "no `id`"),
     ],
 )
 def test_a_value_no_column_can_hold_rejects_its_record_by_name(field: str, value: object, says: str) -> None:
@@ -139,8 +142,10 @@ def test_a_value_no_column_can_hold_rejects_its_record_by_name(field: str, value
     assert [field in str(p) and says in str(p) for p in result.problems] == [True], result.problems
 
 
-def test_amounts_below_their_eight_places_are_stored_as_zero_as_the_column_rounds() -> None:
+def test_values_below_their_last_place_are_rounded_as_the_column_rounds_half_up() -> None:
     data = upstream_json(GECKO_PAGE)[:1]
-    data[0]["total_volume"], data[0]["price_change_percentage_24h"] = "1e-20000", 1e-9
+    data[0]["total_volume"], data[0]["price_change_percentage_24h"] = "1e-20000", 4e-9
+    data[0]["market_cap"], data[0]["current_price"] = 6e-9, 6e-25
     record = coingecko.parse(data=data).records[0]
     assert (record.volume_24h_usd, record.price_change_pct_24h) == (0, 0)
+    assert (record.market_cap_usd, record.price_usd) == (Decimal("1e-8"), Decimal("1e-24"))
