@@ -160,6 +160,7 @@ def test_each_run_is_compared_with_the_previous_one_and_a_record_count_collapse_
     listed = client.get("/api/runs/?flagged=true").json()["results"]
     assert [run["id"] for run in listed] == [cut.pk] and listed[0]["flags"] == cut.flags
     assert len(client.get("/api/runs/?flagged=false").json()["results"]) == 2
+    assert [run["id"] for run in client.get("/api/runs/?flagged=1").json()["results"]] == [cut.pk]
     unreadable = client.get("/api/runs/?flagged=maybe")
     assert unreadable.status_code == 400 and "flagged" in unreadable.json()["errors"]
 

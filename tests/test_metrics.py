@@ -69,6 +69,9 @@ def test_metrics_can_require_a_bearer_token(settings) -> None:
     assert Client().get("/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code == 401
     assert Client().get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-token-123").status_code == 200
     assert Client().get("/metrics", HTTP_AUTHORIZATION="Bearer \u00e9t\u00e9").status_code == 401  # not a 500
+    settings.METRICS_TOKEN = "\u00e9t\u00e9-token"  # as the header's UTF-8 bytes arrive, decoded as latin-1
+    sent = "Bearer \u00e9t\u00e9-token".encode().decode("latin-1")
+    assert Client().get("/metrics", HTTP_AUTHORIZATION=sent).status_code == 200
 
 
 def test_made_up_http_methods_do_not_make_new_series() -> None:

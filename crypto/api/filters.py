@@ -101,15 +101,15 @@ class RunFilter(SourceFilterSet):
     since = time_filter("started_at", "gte", "Runs started at or after this time (ISO 8601).")
     until = time_filter("started_at", "lt", "Runs started before this time (ISO 8601).")
     # A choice, not a BooleanFilter: that one ignores a value it cannot read (`?flagged=maybe`)
-    # instead of answering 400.
+    # instead of answering 400. It takes what BooleanFilter took: true/false, True/False, 1/0.
     flagged = filters.ChoiceFilter(
-        choices=[("true", "true"), ("false", "false")],
+        choices=[(value, value) for value in ("true", "false", "True", "False", "1", "0")],
         method="flagged_filter",
         help_text="Runs with anomaly flags (true) or without (false).",
     )
 
     def flagged_filter(self, queryset: QuerySet[IngestionRun], name: str, value: str) -> QuerySet[IngestionRun]:
-        return queryset.exclude(flags=[]) if value == "true" else queryset.filter(flags=[])
+        return queryset.exclude(flags=[]) if value in ("true", "True", "1") else queryset.filter(flags=[])
 
     class Meta:
         model = IngestionRun

@@ -43,11 +43,15 @@ class HealthViewSet(viewsets.ViewSet):
                 status=status.HTTP_503_SERVICE_UNAVAILABLE,
             )
         broker = selectors.broker_status()
-        failing = sorted(
-            name for name, info in sources.items() if info["last_run_status"] == IngestionRun.Status.FAILED
-        )
-        # Staleness counts only where a broker exists to run the schedule.
+        # Where a broker runs the schedule, a source whose schedule is disabled (by an operator, or
+        # csv without CSV_SOURCE_PATH) is neither failing nor stale: its last run shows in `sources`.
         scheduled = broker["status"] != "not_configured"
+        failing = sorted(
+            name
+            for name, info in sources.items()
+            if info["last_run_status"] == IngestionRun.Status.FAILED
+            and (info["schedule_seconds"] is not None or not scheduled)
+        )
         stale = sorted(name for name, info in sources.items() if info["stale"]) if scheduled else []
         return Response(
             {
@@ -110,8 +114,9 @@ class StatsViewSet(viewsets.ViewSet):
 def metrics_view(request: HttpRequest) -> HttpResponse:
     """Prometheus text exposition of every process's metrics (see crypto/metrics.py)."""
     token = settings.METRICS_TOKEN
-    given = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
-    if token and not hmac.compare_digest(given, f"Bearer {token}".encode()):  # bytes: any header compares
+    # Bytes, so any header compares: the header's as received (WSGI decodes them as latin-1).
+    given = request.headers.get("Authorization", "").encode("latin-1", "replace")
+    if token and not hmac.compare_digest(given, f"Bearer {token}".encode()):
         return JsonResponse({"detail": "Metrics need Authorization: Bearer <METRICS_TOKEN>."}, status=401)
     body, content_type = metrics_exposition()
     return HttpResponse(body, content_type=content_type)

@@ -20,7 +20,13 @@ from crypto.metrics import LAST_SUCCESS, RECORDS_FETCHED, ROWS_UPSERTED, RUN_SEC
 from crypto.models import IngestionRun
 from crypto.services.canonical import LINKED_SOURCES, links_refresh
 from crypto.services.checks import run_checks
-from crypto.services.locks import advisory_xact_lock_try, advisory_xact_lock_wait, run_alive, run_alive_mark
+from crypto.services.locks import (
+    advisory_xact_lock_try,
+    advisory_xact_lock_wait,
+    run_alive,
+    run_alive_mark,
+    run_alive_release,
+)
 from crypto.services.quality import drift_detect, quarantine_store, quarantine_threshold_check
 from crypto.services.storage import (
     PreparedBody,
@@ -103,18 +109,23 @@ def ingestion_run(
     """
     module = source_get(name=source)
     say = progress or (lambda message: None)
-    run = IngestionRun.objects.create(source=source, trigger=trigger, task_id=task_id)
-    with log_context(run_id=run.pk, source=source, trigger=trigger):
-        return _run(
-            run=run,
-            module=module,
-            file=file,
-            say=say,
-            client=client,
-            retry_allowed=retry_allowed,
-            wait_for_lock=wait_for_lock,
-            prepared=prepared,
-        )
+    with transaction.atomic():
+        run = IngestionRun.objects.create(source=source, trigger=trigger, task_id=task_id)
+        run_alive_mark(run_id=run.pk)  # before anyone can see it running (see _abandoned_runs_close)
+    try:
+        with log_context(run_id=run.pk, source=source, trigger=trigger):
+            return _run(
+                run=run,
+                module=module,
+                file=file,
+                say=say,
+                client=client,
+                retry_allowed=retry_allowed,
+                wait_for_lock=wait_for_lock,
+                prepared=prepared,
+            )
+    finally:
+        run_alive_release(run_id=run.pk)
 
 
 def file_bodies(*, source: str, path: str) -> Iterator[Body]:
@@ -138,7 +149,6 @@ def _run(
     logger.info("ingestion run started")
     try:
         with transaction.atomic():
-            run_alive_mark(run_id=run.pk)
             if wait_for_lock:
                 # A backfill must load every file: it waits its turn rather than skip one.
                 advisory_xact_lock_wait(name=f"ingest:{source}")

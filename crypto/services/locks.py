@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import zlib
 
-from django.db import connection
+from django.db import DatabaseError, connection
 
 # First half of the two-int advisory lock key: keeps our locks apart from any other user's.
 _NAMESPACE = 0x4B415350  # "KASP"
@@ -42,12 +42,23 @@ def advisory_xact_lock_wait(*, name: str) -> None:
 
 
 def run_alive_mark(*, run_id: int) -> None:
-    """Taken by a run first thing in its transaction, before it waits for its source's lock, and
-    held until that transaction ends: proof to other runs that it is alive, waiting or working."""
+    """Taken by a run in the transaction that creates its row, so nobody sees it `running`
+    without it: a session lock, held while the run waits for its source's lock and works, and
+    let go by `run_alive_release` (or by its session ending with its process)."""
     if connection.vendor != "postgresql":
         return
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_RUNS, _run_key(run_id)])
+        cursor.execute("SELECT pg_advisory_lock(%s, %s)", [_RUNS, _run_key(run_id)])
+
+
+def run_alive_release(*, run_id: int) -> None:
+    if connection.vendor != "postgresql":
+        return
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [_RUNS, _run_key(run_id)])
+    except DatabaseError:
+        pass  # the session is gone, and its locks with it
 
 
 def run_alive(*, run_id: int) -> bool:

@@ -67,6 +67,24 @@ def test_health_is_degraded_when_a_sources_latest_run_failed(api: Client, http: 
     assert "HTTP 401" in body["sources"]["coinpaprika"]["last_error"]
 
 
+def test_health_with_a_broker_counts_a_failure_only_for_a_source_still_scheduled(
+    api: Client, http: responses.RequestsMock, settings
+) -> None:
+    from django_celery_beat.models import PeriodicTask
+
+    from crypto.services.schedules import schedules_sync
+
+    settings.CSV_SOURCE_PATH = "/nowhere/markets.csv"
+    schedules_sync()
+    PeriodicTask.objects.filter(name="ingest csv").update(enabled=True)
+    ingestion_run(source="csv", trigger="task")  # fails: no such file
+    with mock.patch("crypto.api.views.selectors.broker_status", return_value={"status": "ok", "workers": ["w1"]}):
+        assert api.get("/health").json()["failing_sources"] == ["csv"]
+        PeriodicTask.objects.filter(name="ingest csv").update(enabled=False)  # as without CSV_SOURCE_PATH
+        body = api.get("/health").json()
+    assert body["failing_sources"] == [] and body["sources"]["csv"]["last_run_status"] == "failed"
+
+
 def test_health_answers_503_error_when_the_database_is_unreachable() -> None:
     # A real process whose database is a closed port: no mocking of the ORM.
     script = (

@@ -116,3 +116,15 @@ def test_a_run_waiting_for_the_source_lock_is_alive_and_only_dead_runs_are_close
         holder.close()
         thread.join(30)
     assert waited[0].status == "succeeded" and waited[0].pk == waiter.pk
+
+
+def test_a_finished_run_leaves_no_advisory_lock_held_by_its_session(tmp_path) -> None:
+    saved = tmp_path / "tickers.json"
+    saved.write_bytes(upstream_bytes(PAPRIKA))
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    assert ingestion_run(source="coinpaprika", trigger="file", file=str(saved)).status == "succeeded"
+    assert ingestion_run(source="coinpaprika", trigger="file", file=str(bad)).status == "failed"
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()")
+        assert cursor.fetchone()[0] == 0

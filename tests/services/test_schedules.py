@@ -106,3 +106,12 @@ def test_health_uses_the_interval_beat_uses_and_none_when_disabled() -> None:
     PeriodicTask.objects.filter(name="ingest csv").update(enabled=False)
     assert schedule_interval_seconds(source="coingecko") == 300
     assert schedule_interval_seconds(source="csv") is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_migrating_back_and_forward_again_works_the_schedule_synced_only_when_all_is_applied() -> None:
+    try:
+        call_command("migrate", "crypto", "0006", verbosity=0)  # before applied_enabled existed
+    finally:
+        call_command("migrate", verbosity=0)
+    assert SourceSchedule.objects.count() == 3
