@@ -64,7 +64,7 @@ def sources_freshness() -> dict[str, dict[str, Any]]:
             if last and last.status == IngestionRun.Status.SUCCEEDED
             else _latest_run(source, IngestionRun.Status.SUCCEEDED)
         )
-        every = schedule_interval_seconds(source=source)
+        scheduled, every = schedule_of(source=source)
         last_success_at = success.finished_at if success else None
         stale = None
         if every is not None:
@@ -74,6 +74,7 @@ def sources_freshness() -> dict[str, dict[str, Any]]:
             "last_success_at": last_success_at,
             "last_run_status": last.status if last else None,
             "last_error": last.error if last and last.status == IngestionRun.Status.FAILED else None,
+            "scheduled": scheduled,
             "schedule_seconds": every,
             "stale": stale,
         }
@@ -281,11 +282,16 @@ def task_runs_wait(*, task_ids: list[str], timeout: float, poll: float = 0.5) ->
         time.sleep(poll)
 
 
-def schedule_interval_seconds(*, source: str) -> int | None:
-    """The interval beat uses now (the admin may have edited it); None when it is disabled."""
+def schedule_of(*, source: str) -> tuple[bool, int | None]:
+    """Whether beat runs the source (its periodic task is enabled), and the interval it uses now
+    (the admin may have edited it); None when disabled or on a crontab, solar or clocked schedule."""
     task = PeriodicTask.objects.filter(name=periodic_task_name(source=source)).select_related("interval").first()
     if task is None:
-        return settings.INGEST_INTERVALS[source]
-    if not task.enabled or task.interval is None:
-        return None
-    return int(task.interval.schedule.run_every.total_seconds())
+        return True, settings.INGEST_INTERVALS[source]
+    if not task.enabled:
+        return False, None
+    return True, int(task.interval.schedule.run_every.total_seconds()) if task.interval is not None else None
+
+
+def schedule_interval_seconds(*, source: str) -> int | None:
+    return schedule_of(source=source)[1]

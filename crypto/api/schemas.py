@@ -22,8 +22,11 @@ class SourceHealthSerializer(serializers.Serializer):
     last_success_at = serializers.DateTimeField(allow_null=True)
     last_run_status = serializers.CharField(allow_null=True)
     last_error = serializers.CharField(allow_null=True)
-    schedule_seconds = serializers.IntegerField(allow_null=True, help_text="null: not scheduled")
-    stale = serializers.BooleanField(allow_null=True, help_text="null: not scheduled")
+    scheduled = serializers.BooleanField(help_text="beat runs it: its periodic task is enabled")
+    schedule_seconds = serializers.IntegerField(
+        allow_null=True, help_text="null: not scheduled, or on a crontab rather than an interval"
+    )
+    stale = serializers.BooleanField(allow_null=True, help_text="null: no interval to judge it by")
 
 
 class HealthSerializer(serializers.Serializer):

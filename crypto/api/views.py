@@ -49,8 +49,7 @@ class HealthViewSet(viewsets.ViewSet):
         failing = sorted(
             name
             for name, info in sources.items()
-            if info["last_run_status"] == IngestionRun.Status.FAILED
-            and (info["schedule_seconds"] is not None or not scheduled)
+            if info["last_run_status"] == IngestionRun.Status.FAILED and (info["scheduled"] or not scheduled)
         )
         stale = sorted(name for name, info in sources.items() if info["stale"]) if scheduled else []
         return Response(

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import zlib
 
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, InterfaceError, OperationalError, connection
+
+logger = logging.getLogger(__name__)
 
 # First half of the two-int advisory lock key: keeps our locks apart from any other user's.
 _NAMESPACE = 0x4B415350  # "KASP"
@@ -57,8 +60,11 @@ def run_alive_release(*, run_id: int) -> None:
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [_RUNS, _run_key(run_id)])
-    except DatabaseError:
+    except (OperationalError, InterfaceError):
         pass  # the session is gone, and its locks with it
+    except DatabaseError as exc:
+        # A caller's aborted transaction: the mark stays until this connection closes.
+        logger.warning("run %s: its alive mark could not be released now: %s", run_id, exc)
 
 
 def run_alive(*, run_id: int) -> bool:

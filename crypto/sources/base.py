@@ -271,18 +271,24 @@ def without_nul(data: Any) -> Any:
 def json_loads(raw: bytes | str) -> Any:
     """orjson for speed; the standard parser for what orjson refuses but a body can hold and still
     be stored faithfully: integers wider than 64 bits (token supplies sometimes are); NaN and
-    Infinity, kept as {"$non_finite": "NaN"} (JSON and jsonb have no such numbers, and a record
+    Infinity (or a number too large for a float, 1e400), kept as {"$non_finite": "NaN"} (JSON and
+    jsonb have no such numbers, and a record
     holding one where a value is needed is refused); and escaped lone surrogates (\\ud800), which
     no UTF-8 text can hold, replaced by U+FFFD."""
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
-        return _without_lone_surrogates(json.loads(raw, parse_constant=_non_finite))
+        return _without_lone_surrogates(json.loads(raw, parse_constant=_non_finite, parse_float=_finite_float))
 
 
 def _non_finite(constant: str) -> dict[str, str]:
     # An object, so that no field reads it as a value: not a number, and not text (an id `NaN`).
     return {"$non_finite": constant}
+
+
+def _finite_float(text: str) -> float | dict[str, str]:
+    number = float(text)
+    return number if math.isfinite(number) else _non_finite(text)  # 1e400 overflows to infinity
 
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # json.loads joins valid pairs: what is left is lone

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import io
+import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -195,12 +196,16 @@ def parse(*, data: Any) -> ParseResult:
 
 
 def derived_id(symbol: str, name: str) -> str:
-    """The id of a row without one: `usdt-tether`. A name with no Latin letters keeps its own
-    (`eth-以太坊`, `eth-イーサリアム`: two coins, not both `eth`); accents are folded as ever
-    (`ada-cardano`), so ids derived before stay the same."""
-    if name and not slugify(name):
+    """The id of a row without one: `usdt-tether`. A name with a letter that has no Latin form
+    keeps its letters (`eth-以太坊-20`, `eth-イーサリアム-20`: two coins, not both `eth-20`);
+    accented Latin letters are folded as ever (`ada-cardano`), so those ids stay the same."""
+    if any(ch.isalpha() and not _has_latin_form(ch) for ch in name):
         return slugify(f"{symbol}-{name}", allow_unicode=True)
     return slugify(f"{symbol}-{name}")
+
+
+def _has_latin_form(ch: str) -> bool:
+    return ch.isascii() or bool(unicodedata.normalize("NFKD", ch).encode("ascii", "ignore"))
 
 
 def parse_simple(values: dict[str, str], *, where: str, result: ParseResult) -> None:

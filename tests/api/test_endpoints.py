@@ -70,7 +70,7 @@ def test_health_is_degraded_when_a_sources_latest_run_failed(api: Client, http: 
 def test_health_with_a_broker_counts_a_failure_only_for_a_source_still_scheduled(
     api: Client, http: responses.RequestsMock, settings
 ) -> None:
-    from django_celery_beat.models import PeriodicTask
+    from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
     from crypto.services.schedules import schedules_sync
 
@@ -80,9 +80,15 @@ def test_health_with_a_broker_counts_a_failure_only_for_a_source_still_scheduled
     ingestion_run(source="csv", trigger="task")  # fails: no such file
     with mock.patch("crypto.api.views.selectors.broker_status", return_value={"status": "ok", "workers": ["w1"]}):
         assert api.get("/health").json()["failing_sources"] == ["csv"]
+        task = PeriodicTask.objects.get(name="ingest csv")
+        task.interval, task.crontab = None, CrontabSchedule.objects.create(minute="*/15")  # edited to a crontab
+        task.save()
+        on_crontab = api.get("/health").json()
         PeriodicTask.objects.filter(name="ingest csv").update(enabled=False)  # as without CSV_SOURCE_PATH
         body = api.get("/health").json()
+    assert on_crontab["failing_sources"] == ["csv"] and on_crontab["sources"]["csv"]["scheduled"]
     assert body["failing_sources"] == [] and body["sources"]["csv"]["last_run_status"] == "failed"
+    assert body["sources"]["csv"]["scheduled"] is False
 
 
 def test_health_answers_503_error_when_the_database_is_unreachable() -> None:

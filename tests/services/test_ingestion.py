@@ -371,21 +371,25 @@ def test_nan_and_a_lone_surrogate_in_a_body_are_stored_and_judged_alike_live_and
     data = upstream_json(GECKO_SMALL)
     assert isinstance(data, list)
     data[0]["current_price"], data[1]["name"], data[2]["id"] = "<nan>", "<surrogate>", "<infinity>"
-    # Not JSON, but a body can say it: the standard parser reads them, jsonb can hold none.
+    data[3]["current_price"], data[3]["total_supply"] = "<huge>", "<wide>"
+    # Not JSON, or not for orjson, but a body can say it: the standard parser reads them all, and
+    # jsonb can hold none of the first four as they are (1e400 is infinite as a float).
     text = orjson.dumps(data).decode().replace('"<nan>"', "NaN").replace("<surrogate>", "Eth\\ud800")
-    text = text.replace('"<infinity>"', "Infinity")
+    text = text.replace('"<infinity>"', "Infinity").replace('"<huge>"', "1e400").replace('"<wide>"', str(2**70))
     saved = tmp_path / "odd.json"
     saved.write_text(text)
     run = ingestion_run(source="coingecko", trigger="file", file=str(saved))
     assert run.status == "succeeded", run.error
-    assert run.records_rejected == 2 and "current_price" in run.problems[0] and "no `id`" in run.problems[1]
+    assert run.records_rejected == 3 and "current_price" in run.problems[0] and "no `id`" in run.problems[1]
+    assert "current_price" in run.problems[2]
     stored = RawCryptoData.objects.get().data
     assert stored[0]["current_price"] == {"$non_finite": "NaN"} and stored[1]["name"] == "Eth\ufffd"
     assert stored[2]["id"] == {"$non_finite": "Infinity"}
+    assert stored[3]["current_price"] == {"$non_finite": "1e400"} and stored[3]["total_supply"] == 2**70
     live = sorted(MarketQuote.objects.values_list("asset__upstream_id", "price_usd"))
     renormalize_run(source="coingecko")
     assert sorted(MarketQuote.objects.values_list("asset__upstream_id", "price_usd")) == live
-    assert QuarantinedRecord.objects.count() == 2
+    assert QuarantinedRecord.objects.count() == 3
 
 
 def test_a_database_error_during_copy_is_djangos_so_the_run_can_tell_transient_from_permanent() -> None:

@@ -49,8 +49,8 @@ def test_simple_csv_coins_told_apart_only_by_a_non_latin_name_stay_apart(tmp_pat
     path = tmp_path / "names.csv"
     path.write_text(
         "symbol,name,price_usd,market_cap,volume_24h,timestamp\n"
-        "ETH,以太坊,100,,,2024-11-16T15:55:17Z\n"
-        "ETH,イーサリアム,5,,,2024-11-16T15:55:17Z\n"
+        "ETH,以太坊 2.0,100,,,2024-11-16T15:55:17Z\n"
+        "ETH,イーサリアム 2.0,5,,,2024-11-16T15:55:17Z\n"
         "ETH, ,7,  ,\t,2024-11-16T15:55:17Z\n"
         "ADA,Cardanó,0.5,,,2024-11-16T15:55:17Z\n",
         encoding="utf-8",
@@ -58,8 +58,8 @@ def test_simple_csv_coins_told_apart_only_by_a_non_latin_name_stay_apart(tmp_pat
     records, problems = parse_file(path)
     assert problems == []
     assert [(r.upstream_id, r.price_usd) for r in records] == [
-        ("eth-以太坊", Decimal(100)),
-        ("eth-イーサリアム", Decimal(5)),
+        ("eth-以太坊-20", Decimal(100)),
+        ("eth-イーサリアム-20", Decimal(5)),
         ("eth", Decimal(7)),
         ("ada-cardano", Decimal("0.5")),  # accents folded, as ids were derived before
     ]
