@@ -291,7 +291,3 @@ def schedule_of(*, source: str) -> tuple[bool, int | None]:
     if not task.enabled:
         return False, None
     return True, int(task.interval.schedule.run_every.total_seconds()) if task.interval is not None else None
-
-
-def schedule_interval_seconds(*, source: str) -> int | None:
-    return schedule_of(source=source)[1]

@@ -10,7 +10,7 @@ from django.test import override_settings
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from crypto.models import SourceSchedule
-from crypto.selectors import schedule_interval_seconds
+from crypto.selectors import schedule_of
 from crypto.services.schedules import schedules_sync
 
 pytestmark = pytest.mark.django_db
@@ -72,7 +72,7 @@ def test_the_csv_source_is_scheduled_disabled_until_csv_source_path_is_set() -> 
     assert "ingest csv: created, every 900s, disabled: CSV_SOURCE_PATH is not set" in changes
     assert not PeriodicTask.objects.get(name="ingest csv").enabled
     assert PeriodicTask.objects.get(name="ingest coingecko").enabled
-    assert schedule_interval_seconds(source="csv") is None  # /health: not scheduled, so never stale
+    assert schedule_of(source="csv") == (False, None)  # /health: not scheduled, so never stale
 
     with override_settings(CSV_SOURCE_PATH="/data/csv"):
         assert schedules_sync() == ["ingest csv: enabled (configured now)"]
@@ -104,8 +104,8 @@ def test_a_schedule_synced_before_enabled_was_tracked_is_disabled_when_unconfigu
 def test_health_uses_the_interval_beat_uses_and_none_when_disabled() -> None:
     schedules_sync()
     PeriodicTask.objects.filter(name="ingest csv").update(enabled=False)
-    assert schedule_interval_seconds(source="coingecko") == 300
-    assert schedule_interval_seconds(source="csv") is None
+    assert schedule_of(source="coingecko") == (True, 300)
+    assert schedule_of(source="csv") == (False, None)
 
 
 @pytest.mark.django_db(transaction=True)
