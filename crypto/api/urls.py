@@ -33,5 +33,6 @@ urlpatterns = [
     re_path(r"^metrics/?$", metrics_view, name="metrics"),
     re_path(r"^api/schema/?$", SpectacularAPIView.as_view(), name="schema"),
     re_path(r"^api/docs/?$", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    re_path(r"^api$", router.get_api_root_view()),  # the root without its slash, like every other path
     path("api/", include(router.urls)),
 ]

@@ -31,7 +31,7 @@ def api() -> Client:
         *["/health", "/health/", "/data", "/data/", "/stats", "/stats/"],
         *["/api/quotes", "/api/quotes/", "/api/runs", "/api/runs/", "/api/assets", "/api/canonical-assets"],
         *["/api/quarantine", "/api/drift", "/api/raw", "/api/runs/999", "/api/runs/999/"],
-        *["/api/schema", "/api/schema/", "/metrics", "/metrics/"],
+        *["/api/schema", "/api/schema/", "/metrics", "/metrics/", "/api", "/api/"],
     ],
 )
 def test_endpoints_answer_with_or_without_trailing_slash_and_never_redirect(api: Client, path: str) -> None:
