@@ -248,8 +248,9 @@ def convert_fields(
     for attribute, key, converter in spec:
         try:
             value = converter(get(key))
-            if value is not None and attribute in COLUMNS:
-                value = COLUMNS[attribute].fit(value)
+            column = COLUMNS.get(attribute)
+            if value is not None and column is not None:
+                value = column.fit(value)
         except BadValue as exc:
             raise BadValue(f"`{key}` {exc}") from None
         out[attribute] = value
@@ -272,9 +273,8 @@ def json_loads(raw: bytes | str) -> Any:
     """orjson for speed; the standard parser for what orjson refuses but a body can hold and still
     be stored faithfully: integers wider than 64 bits (token supplies sometimes are); NaN and
     Infinity (or a number too large for a float, 1e400), kept as {"$non_finite": "NaN"} (JSON and
-    jsonb have no such numbers, and a record
-    holding one where a value is needed is refused); and escaped lone surrogates (\\ud800), which
-    no UTF-8 text can hold, replaced by U+FFFD."""
+    jsonb have no such numbers, and a record holding one where a value is needed is refused); and
+    escaped lone surrogates (\\ud800), which no UTF-8 text can hold, replaced by U+FFFD."""
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
