@@ -3,8 +3,10 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 BUNDLED := tests/fixtures/upstream
+# Where `make run` serves (127.0.0.1 only).
+PORT   ?= 8000
 
-.PHONY: run test bench lint format install install-dev clean
+.PHONY: run serve test bench lint format install install-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,31 +23,37 @@ $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
-# Migrate, ingest every source (live; the bundled recorded responses when the network is out),
-# then serve. With no DATABASE_URL this is SQLite in ./db.sqlite3.
 # A local secret key, made once: settings refuse to start without one while debug is off.
 .env:
 	@echo "DJANGO_SECRET_KEY=$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(50))')" > .env
 	@echo "Wrote .env with a new DJANGO_SECRET_KEY"
 
 # Plain log lines at a terminal; services log JSON (LOG_FORMAT in .env.example).
+# With no DATABASE_URL, `dbserver run` starts the embedded PostgreSQL (data kept in ./var/pgdata)
+# for the steps of `serve` and stops it when they end or Ctrl-C stops the web server.
 run: export LOG_FORMAT ?= plain
-run: export CSV_SOURCE_PATH ?= $(BUNDLED)/coingecko_markets_csv_Global-rd.csv
 run: install .env
+	@$(BIN)/python manage.py dbserver run -- $(MAKE) --no-print-directory serve
+
+# Migrate, ingest every source (live; the bundled recorded responses when the network is out),
+# then serve, on the database DATABASE_URL names.
+serve: export LOG_FORMAT ?= plain
+serve: export CSV_SOURCE_PATH ?= $(BUNDLED)/coingecko_markets_csv_Global-rd.csv
+serve: install .env
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py ingest --source all \
 	  --fallback-file coingecko=$(BUNDLED)/coingecko_markets_madjin.json \
 	  --fallback-file coinpaprika=$(BUNDLED)/coinpaprika_tickers_greenyun2.json
-	@echo "Serving on http://127.0.0.1:8000/  (try /health, /data, /stats, /admin/)"
-	$(BIN)/python manage.py runserver 127.0.0.1:8000 --noreload
+	@echo "Serving on http://127.0.0.1:$(PORT)/  (try /health, /data, /stats, /admin/)"
+	$(BIN)/python manage.py runserver 127.0.0.1:$(PORT) --noreload
 
 test: install-dev
-	scripts/with-services.sh $(BIN)/pytest
+	PYTHON=$(BIN)/python scripts/with-services.sh $(BIN)/pytest
 
 # Benchmarks print ratios measured in one run (see bench/); they need PostgreSQL, like the tests.
 bench: install-dev
-	scripts/with-services.sh $(BIN)/python bench/api_bench.py --verbose
-	scripts/with-services.sh $(BIN)/python bench/backfill_bench.py
+	PYTHON=$(BIN)/python scripts/with-services.sh $(BIN)/python bench/api_bench.py --verbose
+	PYTHON=$(BIN)/python scripts/with-services.sh $(BIN)/python bench/backfill_bench.py
 
 lint: install-dev
 	$(BIN)/ruff check .
@@ -57,4 +65,4 @@ format: install-dev
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) db.sqlite3 .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -41,7 +41,7 @@ class EstimatedCountPaginator(Paginator):
     @cached_property
     def count(self) -> int:
         queryset = self.object_list
-        if connection.vendor == "postgresql" and isinstance(queryset, QuerySet) and not queryset.query.where:
+        if isinstance(queryset, QuerySet) and not queryset.query.where:
             with connection.cursor() as cursor:
                 cursor.execute(
                     "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass", [queryset.model._meta.db_table]

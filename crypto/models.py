@@ -297,8 +297,7 @@ class MarketQuote(models.Model):
             # Keyset pages (crypto/api/pagination.py): each ordering has an index on (value, id).
             models.Index(F("last_updated").desc(), F("id").desc(), name="quote_last_updated_id"),
             models.Index(F("source"), F("last_updated").desc(), F("id").desc(), name="quote_source_updated_id"),
-            # The market cap orderings' indexes (NULLS LAST) exist on PostgreSQL only, made by
-            # migration 0003: SQLite cannot index NULLS LAST.
+            # The market cap orderings' indexes (NULLS LAST) are made in SQL by migration 0003.
         ]
 
     def __str__(self) -> str:

@@ -179,30 +179,23 @@ def _drift_brief(counts: dict[str, int], latest: SchemaDrift | None) -> dict[str
 def _records_slice(*, raw_id: int, path: str, count: int, start: int = 0) -> tuple[list[Any], Any]:
     """`count` records of a stored body from `start`, and its CSV header if it has one.
 
-    On PostgreSQL the slice is cut in the database (a JSON path), so a 2 MB body is not shipped
-    to Python and parsed to show a hundred records.
+    The slice is cut in the database (a JSON path), so a 2 MB body is not shipped to Python and
+    parsed to show a hundred records.
     """
-    rows = RawCryptoData.objects.filter(pk=raw_id)
-    if connection.vendor == "postgresql":
-        items, header = (
-            rows.annotate(
-                part=RawSQL(
-                    "jsonb_path_query_array(data, %s)",
-                    [f"{path}[{start} to {start + count - 1}]"],
-                    output_field=JSONField(),
-                ),
-                head=RawSQL("data -> 'header'", [], output_field=JSONField()),
-            )
-            .values_list("part", "head")
-            .get()
+    items, header = (
+        RawCryptoData.objects.filter(pk=raw_id)
+        .annotate(
+            part=RawSQL(
+                "jsonb_path_query_array(data, %s)",
+                [f"{path}[{start} to {start + count - 1}]"],
+                output_field=JSONField(),
+            ),
+            head=RawSQL("data -> 'header'", [], output_field=JSONField()),
         )
-        return items or [], header
-    body = rows.values_list("data", flat=True).get()
-    items = body
-    for key in path.split(".")[1:]:
-        items = items.get(key, []) if isinstance(items, dict) else []
-    header = body.get("header") if isinstance(body, dict) else None
-    return (items if isinstance(items, list) else [])[start : start + count], header
+        .values_list("part", "head")
+        .get()
+    )
+    return items or [], header
 
 
 def quarantined_record_raw(quarantined: QuarantinedRecord) -> Any:

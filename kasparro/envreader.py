@@ -34,7 +34,8 @@ def _read(
         shown = _without_credentials(env.str(name, default=""))
         raise ImproperlyConfigured(f"{name}={shown!r} is not valid: {_without_credentials(str(exc))}") from exc
     if check is not None and not check(value):
-        raise ImproperlyConfigured(f"{name}={_without_credentials(str(value))!r} is not valid: expected {expected}")
+        shown = _without_credentials(env.str(name, default="") or str(value))  # as written, not as parsed
+        raise ImproperlyConfigured(f"{name}={shown!r} is not valid: expected {expected}")
     return value
 
 

@@ -99,22 +99,24 @@ TEMPLATES = [
     },
 ]
 
-# Without DATABASE_URL the project runs on SQLite so that `make run` works on a bare machine;
-# the advisory lock that keeps one run per source at a time exists only on PostgreSQL.
+# PostgreSQL in every mode. Without DATABASE_URL the database is the embedded server of
+# kasparro/embedded_db.py (`make run` starts it; `manage.py dbserver` starts and stops it by hand).
+EMBEDDED_DB_DIR = (BASE_DIR / env.str("EMBEDDED_DB_DIR", default="var/pgdata")).resolve()
+EMBEDDED_DB_PORT = _read("EMBEDDED_DB_PORT", env.int, 54329, lambda v: 0 < v < 65536, "a TCP port, 1-65535")
+EMBEDDED_DATABASE = not env.str("DATABASE_URL", default="")
 DATABASES = {
     "default": _read(
         "DATABASE_URL",
         lambda name, default: env.db_url_config(env.str(name, default="") or default),
-        f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
-        lambda config: bool(config.get("ENGINE")),
-        "a database URL such as postgres://user@host:5432/kasparro",
+        f"postgres://postgres@127.0.0.1:{EMBEDDED_DB_PORT}/kasparro",
+        lambda config: config.get("ENGINE") == "django.db.backends.postgresql" and bool(config.get("NAME")),
+        "a PostgreSQL URL such as postgres://user@host:5432/kasparro (the only engine this project runs on)",
     ),
 }
 DATABASES["default"].setdefault("CONN_MAX_AGE", 60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    # A dead server must answer /health quickly, not after the OS TCP timeout.
-    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
+# A dead server must answer /health quickly, not after the OS TCP timeout.
+DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -1,4 +1,4 @@
-"""Real processes for the distributed tests: private Redis and PostgreSQL servers, Celery workers
+"""Real processes for the distributed tests: private Redis servers, Celery workers
 and beat as subprocesses, and a stub upstream HTTP server on 127.0.0.1 that the tests script.
 
 Private servers run on free ports so a test may stop or restart them without touching the
@@ -14,7 +14,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections import defaultdict, deque
@@ -99,59 +98,6 @@ class RedisServer:
         return subprocess.run(
             ["redis-cli", "-p", str(self.port), *args], capture_output=True, text=True, check=True, timeout=10
         ).stdout.strip()
-
-
-class PostgresServer:
-    """A private PostgreSQL cluster (initdb runs as the postgres user when we are root)."""
-
-    def __init__(self) -> None:
-        # Not under pytest's tmp_path: the postgres user cannot enter root's private folders.
-        self.dir = Path(tempfile.mkdtemp(prefix="kasparro-test-pg-"))
-        self.port = free_port()
-        self.bin = Path(os.environ.get("PG_BIN") or _pg_bin())
-
-    def _as_postgres(self, *args: str) -> None:
-        command = list(args)
-        if os.geteuid() == 0:
-            command = ["runuser", "-u", "postgres", "--", *command]
-        subprocess.run(command, check=True, capture_output=True, timeout=120)
-
-    def init(self) -> None:
-        if os.geteuid() == 0:
-            shutil.chown(self.dir, "postgres")
-        self._as_postgres(str(self.bin / "initdb"), "-D", str(self.dir / "data"), "-U", "postgres", "-A", "trust")
-        self.start()
-
-    def start(self) -> None:
-        self._as_postgres(
-            str(self.bin / "pg_ctl"),
-            "-D",
-            str(self.dir / "data"),
-            "-l",
-            str(self.dir / "log"),
-            "-w",
-            "-o",
-            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off",
-            "start",
-        )
-
-    def stop(self, mode: str = "fast") -> None:
-        self._as_postgres(str(self.bin / "pg_ctl"), "-D", str(self.dir / "data"), "-m", mode, "-w", "stop")
-
-    def remove(self) -> None:
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def url(self, database: str = "postgres") -> str:
-        return f"postgres://postgres@127.0.0.1:{self.port}/{database}"
-
-
-def _pg_bin() -> str:
-    for candidate in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
-        if (candidate / "initdb").exists():
-            return str(candidate)
-    found = shutil.which("initdb")
-    assert found, "PostgreSQL server binaries are not installed (make test installs them)"
-    return str(Path(found).resolve().parent)
 
 
 class CeleryProcess:

@@ -1,69 +1,133 @@
-"""What `make run` does, on a bare machine: SQLite, no network, bundled recorded responses."""
+"""What `make run` does on a bare machine: the embedded PostgreSQL, no network, the bundled
+recorded responses, and Ctrl-C leaving nothing running."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
+import socket
 import subprocess
-import sys
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-from tests.conftest import CSV_GECKO, GECKO_SMALL, PAPRIKA, UPSTREAM
+import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from kasparro.embedded_db import EmbeddedPostgres, free_port
+from tests.processes import ROOT, wait_for
+
+pytestmark = pytest.mark.timeout(600)
 
 
-def test_offline_quickstart_on_sqlite_ends_with_data_and_says_it_used_recorded_responses(
-    tmp_path: Path,
+@pytest.fixture
+def folder() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="kasparro-quickstart-"))
+    yield path
+    EmbeddedPostgres(data_dir=path / "pgdata", port=0).stop(mode="immediate")
+    shutil.rmtree(path, ignore_errors=True)
+
+
+class MakeRun:
+    """`make run` in its own process group, as in a terminal, so Ctrl-C reaches every process."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.log = log
+        self.port = int(env["PORT"])
+        with open(log, "wb") as out:
+            self.proc = subprocess.Popen(
+                ["make", "--no-print-directory", "run"],
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    @property
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def get(self, path: str) -> Any:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=10) as response:
+            return json.loads(response.read())
+
+    def wait_serving(self) -> None:
+        def health() -> bool:
+            assert self.proc.poll() is None, f"make run ended early:\n{self.output[-3000:]}"
+            try:
+                return self.get("/health")["status"] in {"ok", "degraded"}
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                return False
+
+        wait_for(health, timeout=300, what=f"make run to serve /health\n{self.output[-2000:]}", every=0.5)
+
+    def ctrl_c(self) -> int:
+        os.killpg(self.proc.pid, signal.SIGINT)
+        return self.proc.wait(timeout=60)
+
+
+def test_make_run_offline_serves_the_bundled_data_from_the_embedded_database_and_ctrl_c_stops_all(
+    folder: Path,
 ) -> None:
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
-        # Unreachable upstreams: a closed local port answers at once, like a machine offline.
-        "COINGECKO_BASE_URL": "http://127.0.0.1:9/api/v3",
-        "COINPAPRIKA_BASE_URL": "http://127.0.0.1:9/v1",
-        "CSV_SOURCE_PATH": str(UPSTREAM / CSV_GECKO),
-        "HTTP_MAX_ATTEMPTS": "1",
-    }
-
-    def manage(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "manage.py", *args],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=180,
-        )
-
-    assert manage("migrate", "--noinput").returncode == 0
-    ingest = manage(
-        "ingest",
-        "--source",
-        "all",
-        f"--fallback-file=coingecko={UPSTREAM / GECKO_SMALL}",
-        f"--fallback-file=coinpaprika={UPSTREAM / PAPRIKA}",
+    db_port = free_port()
+    env = {key: value for key, value in os.environ.items() if key not in {"DATABASE_URL", "REDIS_URL"}}
+    env.update(
+        {
+            "EMBEDDED_DB_DIR": str(folder / "pgdata"),
+            "EMBEDDED_DB_PORT": str(db_port),
+            "PORT": str(free_port()),
+            # Unreachable upstreams: a closed local port answers at once, like a machine offline.
+            "COINGECKO_BASE_URL": "http://127.0.0.1:9/api/v3",
+            "COINPAPRIKA_BASE_URL": "http://127.0.0.1:9/v1",
+            "HTTP_MAX_ATTEMPTS": "1",
+        }
     )
-    assert ingest.returncode == 0, ingest.stderr
-    assert ingest.stdout.count("live fetch failed, so loading the bundled recorded response") == 2
-    assert "connection to 127.0.0.1 refused" in ingest.stdout
+    env.pop("CSV_SOURCE_PATH", None)  # make run points it at the bundled CSV
+    server = EmbeddedPostgres(data_dir=folder / "pgdata", port=db_port)
 
-    show = (
-        "import django, json; django.setup(); from django.test import Client; c = Client();"
-        "print(json.dumps([c.get(p, {'limit': 1}).json() for p in ('/data', '/stats')]))"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", show],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**env, "DJANGO_SETTINGS_MODULE": "kasparro.settings"},
-    )
-    data, stats = json.loads(result.stdout)
+    first = MakeRun(env, folder / "first.log")
+    first.wait_serving()
+    output = first.output
+    assert f"Database: embedded PostgreSQL 18.6 on 127.0.0.1:{db_port}, data in {folder / 'pgdata'}" in output
+    assert output.count("live fetch failed, so loading the bundled recorded response") == 2
+    data = first.get("/data?limit=1")
     assert data["source"] == "csv" and data["data_count"] == 250
-    assert {name: s["records"] for name, s in stats["sources"].items()} == {
-        "coingecko": 100,
-        "coinpaprika": 2500,
-        "csv": 250,
-    }
+    counts = {name: s["records"] for name, s in first.get("/stats")["sources"].items()}
+    assert counts == {"coingecko": 100, "coinpaprika": 2500, "csv": 250}
+    # The README's example of an exact decimal, served as PostgreSQL stores it.
+    btc = [row for row in first.get("/api/quotes/?symbol=btc")["results"] if row["upstream_id"] == "btc-bitcoin"]
+    assert [row["price_usd"] for row in btc] == ["29427.918932650417"]
+
+    assert first.ctrl_c() in {0, 130, -signal.SIGINT}  # make re-raises the SIGINT it got
+    assert server.running_pid() is None, "Ctrl-C left the embedded PostgreSQL running"
+    assert _group_gone(first.proc.pid), "Ctrl-C left a process of make run behind"
+    assert "Stopped the embedded PostgreSQL" in first.output
+
+    # A second make run finds the data of the first: the same totals, nothing stored twice.
+    second = MakeRun(env, folder / "second.log")
+    second.wait_serving()
+    assert {name: s["records"] for name, s in second.get("/stats")["sources"].items()} == counts
+    second.ctrl_c()
+    assert server.running_pid() is None
+
+    # A start that fails (the web port is taken) leaves nothing running either.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        failed = MakeRun({**env, "PORT": str(taken.getsockname()[1])}, folder / "failed.log")
+        assert failed.proc.wait(timeout=300) != 0
+    assert "That port is already in use" in failed.output
+    assert server.running_pid() is None and _group_gone(failed.proc.pid)
+
+
+def _group_gone(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return True
+    return False

@@ -8,8 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from django.db import connection
+
+from tests.conftest import database_url
 
 ROOT = Path(__file__).resolve().parents[1]
+SETTINGS = "kasparro.settings"
 
 
 def check(**env: str) -> subprocess.CompletedProcess[str]:
@@ -74,10 +78,26 @@ def test_deploy_checks_pass_with_production_values() -> None:
     assert result.returncode == 0, result.stderr + result.stdout
 
 
-def test_an_empty_database_url_means_sqlite_and_a_bad_one_hides_its_password() -> None:
-    assert check(DATABASE_URL="").returncode == 0
+def test_an_empty_database_url_means_the_embedded_server_and_a_bad_one_hides_its_password() -> None:
+    script = "import django; django.setup(); from django.db import connection; print(connection.settings_dict['PORT'])"
+    embedded = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "DATABASE_URL": "", "EMBEDDED_DB_PORT": "54444", "DJANGO_SETTINGS_MODULE": SETTINGS},
+    )
+    assert embedded.stdout.strip() == "54444", embedded.stderr
     bad = check(DATABASE_URL="postgres://user:S3cretPass@host:99999/db")
     assert bad.returncode != 0 and "S3cretPass" not in bad.stderr and "***@host" in bad.stderr
+
+
+@pytest.mark.parametrize("url", ["sqlite:///db.sqlite3", "sqlite:///:memory:", "mysql://127.0.0.1/kasparro"])
+def test_a_database_url_of_another_engine_is_refused_at_startup(url: str) -> None:
+    result = check(DATABASE_URL=url)
+    assert result.returncode != 0
+    assert f"DATABASE_URL={url!r} is not valid: expected a PostgreSQL URL" in result.stderr
 
 
 def test_api_keys_are_stripped_and_control_characters_refused() -> None:
@@ -96,10 +116,11 @@ def test_the_container_healthcheck_passes_with_production_hosts_and_https_redire
         "DJANGO_ALLOWED_HOSTS": "crypto.example.com",
         "DJANGO_SECURE_SSL_REDIRECT": "true",
         "DJANGO_SETTINGS_MODULE": "kasparro.settings",
-        "DATABASE_URL": "sqlite:///:memory:",
+        # A database that does not exist: the check must get past the host and HTTPS rules to see that.
+        "DATABASE_URL": database_url({**connection.settings_dict, "NAME": "kasparro_missing"}),
     }
     result = subprocess.run(
         [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
     )
-    # 503 here only because the in-memory database has no tables: not 400 (host) nor 301 (redirect).
+    # 503 here only because the database is missing: not 400 (host) nor 301 (redirect).
     assert result.stdout.strip() in {"200", "503"}, result.stderr[-1500:]

@@ -25,17 +25,14 @@ MARKET_CAP_INDEXES = {
 
 
 def market_cap_indexes(apps, schema_editor):
-    """Keyset pages by market cap sort NULLs last; PostgreSQL can index that, SQLite cannot."""
-    if schema_editor.connection.vendor != "postgresql":
-        return
+    """Keyset pages by market cap sort NULLs last, in an index of that order."""
     for name, columns in MARKET_CAP_INDEXES.items():
         schema_editor.execute(f"CREATE INDEX IF NOT EXISTS {name} ON market_quote ({columns})")
 
 
 def market_cap_indexes_drop(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        for name in MARKET_CAP_INDEXES:
-            schema_editor.execute(f"DROP INDEX IF EXISTS {name}")
+    for name in MARKET_CAP_INDEXES:
+        schema_editor.execute(f"DROP INDEX IF EXISTS {name}")
 
 
 class Migration(migrations.Migration):

@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 def _lz4_available(connection):
     """PostgreSQL 14+ built with lz4 (elsewhere the compression stays the default)."""
-    if connection.vendor != "postgresql" or connection.pg_version < 140000:
+    if connection.pg_version < 140000:
         return False
     with connection.cursor() as cursor:
         cursor.execute("SELECT enumvals FROM pg_settings WHERE name = 'default_toast_compression'")

@@ -28,7 +28,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from django.db import connection, connections
+from django.db import connections
 
 from crypto.models import IngestionRun, LoadedFile
 from crypto.services.bulk import stage_text
@@ -199,9 +199,9 @@ def _exit_with(sentinel: int) -> None:
 
 
 def _reader(*, source: str, files: int) -> ProcessPoolExecutor | None:
-    """The read-ahead process, where it pays: PostgreSQL (the COPY path), JSON bodies (a CSV file is
-    streamed chunk by chunk by its run: it can be any size), and more than one file."""
-    if connection.vendor != "postgresql" or source == "csv" or files < 2:
+    """The read-ahead process, where it pays: JSON bodies (a CSV file is streamed chunk by chunk by
+    its run: it can be any size), and more than one file."""
+    if source == "csv" or files < 2:
         return None
     # Forked, so it starts with Django set up; it never uses the database (see _reader_start).
     return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"), initializer=_reader_start)

@@ -55,27 +55,16 @@ def _upstream_ids_of(run_id: int, source: str, started_at: datetime | None) -> f
     """The upstream ids (non-empty strings) in every body the run fetched, stored or unchanged."""
     module = source_get(name=source)
     if module.RECORDS_PATH == "$":  # a list of records with an `id` each
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:  # read inside the database: no 2 MB body comes to Python
-                cursor.execute(
-                    "SELECT DISTINCT v #>> '{}' FROM ingestion_run_body b "
-                    "JOIN raw_crypto_data r ON r.id = b.raw_id CROSS JOIN LATERAL jsonb_path_query(r.data, "
-                    '\'lax $[*] ? (@.type() == "object").id ? (@.type() == "string")\') v '
-                    "WHERE b.run_id = %s AND jsonb_typeof(r.data) = 'array'",
-                    [run_id],
-                )
-                # Stripped here, as parsing strips them (str.strip, not SQL's btrim of spaces only).
-                return frozenset(row[0].strip() for row in cursor.fetchall() if row[0].strip())
-        bodies = RawCryptoData.objects.filter(runbody__run_id=run_id).values_list("data", flat=True)
-        return frozenset(
-            {
-                item["id"].strip()
-                for data in bodies.iterator()
-                if isinstance(data, list)
-                for item in data
-                if isinstance(item, dict) and isinstance(item.get("id"), str) and item["id"].strip()
-            }
-        )
+        with connection.cursor() as cursor:  # read inside the database: no 2 MB body comes to Python
+            cursor.execute(
+                "SELECT DISTINCT v #>> '{}' FROM ingestion_run_body b "
+                "JOIN raw_crypto_data r ON r.id = b.raw_id CROSS JOIN LATERAL jsonb_path_query(r.data, "
+                '\'lax $[*] ? (@.type() == "object").id ? (@.type() == "string")\') v '
+                "WHERE b.run_id = %s AND jsonb_typeof(r.data) = 'array'",
+                [run_id],
+            )
+            # Stripped here, as parsing strips them (str.strip, not SQL's btrim of spaces only).
+            return frozenset(row[0].strip() for row in cursor.fetchall() if row[0].strip())
     ids: set[str] = set()  # CSV chunks: the row's id is what parsing makes of it
     for data in RawCryptoData.objects.filter(runbody__run_id=run_id).values_list("data", flat=True).iterator():
         ids |= {record.upstream_id for record in module.parse(data=data).records}

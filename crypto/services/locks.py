@@ -26,11 +26,8 @@ def advisory_xact_lock_try(*, name: str) -> bool:
     """Take a transaction-scoped PostgreSQL advisory lock without waiting.
 
     Transaction-scoped, so it is released by commit, rollback, or the connection dying with a
-    killed worker: no code path can leave it held. SQLite has no such lock and serializes writers
-    itself; it is only used for single-process local runs.
+    killed worker: no code path can leave it held.
     """
-    if connection.vendor != "postgresql":
-        return True
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", [_NAMESPACE, name_key(name)])
         return bool(cursor.fetchone()[0])
@@ -38,8 +35,6 @@ def advisory_xact_lock_try(*, name: str) -> bool:
 
 def advisory_xact_lock_wait(*, name: str) -> None:
     """Take the same lock, waiting for a run that holds it to finish (for maintenance work)."""
-    if connection.vendor != "postgresql":
-        return
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_NAMESPACE, name_key(name)])
 
@@ -48,15 +43,11 @@ def run_alive_mark(*, run_id: int) -> None:
     """Taken by a run in the transaction that creates its row, so nobody sees it `running`
     without it: a session lock, held while the run waits for its source's lock and works, and
     let go by `run_alive_release` (or by its session ending with its process)."""
-    if connection.vendor != "postgresql":
-        return
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_lock(%s, %s)", [_RUNS, _run_key(run_id)])
 
 
 def run_alive_release(*, run_id: int) -> None:
-    if connection.vendor != "postgresql":
-        return
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [_RUNS, _run_key(run_id)])
@@ -69,9 +60,7 @@ def run_alive_release(*, run_id: int) -> None:
 
 def run_alive(*, run_id: int) -> bool:
     """Whether a run still holds its mark. Asked with a session lock let go at once, so asking
-    never blocks the run. Without PostgreSQL (one local process) no other run can be alive."""
-    if connection.vendor != "postgresql":
-        return False
+    never blocks the run."""
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [_RUNS, _run_key(run_id)])
         if not cursor.fetchone()[0]:

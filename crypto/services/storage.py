@@ -1,28 +1,20 @@
 """Writes of one body: the raw row (once per content), and the normalized rows (upserted on their
-natural keys). Callers run these inside the run's transaction.
-
-On PostgreSQL the writes go through crypto/services/bulk.py (COPY and set-based upserts); the ORM
-code here is the portable path, used with SQLite by the local quickstart."""
+natural keys). Callers run these inside the run's transaction. The rows themselves go through
+crypto/services/bulk.py: COPY into a staging table and set-based upserts."""
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db import connection
 from django.db.models import F, Value
 from django.db.models.functions import Coalesce, Greatest, Least
 
 from crypto.models import (
-    QUOTE_VALUE_FIELDS,
-    Asset,
     IngestionRun,
     LoadedFile,
-    MarketQuote,
-    RawCryptoData,
     RunBody,
     SourceTotals,
 )
@@ -75,33 +67,17 @@ def raw_body_store(*, source: str, prepared: PreparedBody, run: IngestionRun) ->
     Returns the raw row's id and whether it was stored now."""
     body = prepared.body
     request = body.request[:2000]
-    if connection.vendor == "postgresql":
-        raw_id, created = bulk.raw_insert(
-            source=source,
-            canonical=prepared.canonical,
-            content_hash=prepared.digest,
-            fetched_at=body.fetched_at,
-            record_count=body.record_count,
-            request=request,
-            position=body.position,
-            run_id=run.pk,
-            fingerprint=prepared.fingerprint,
-        )
-    else:
-        raw, created = RawCryptoData.objects.get_or_create(
-            source=source,
-            content_hash=prepared.digest,
-            defaults={
-                "data": prepared.data,
-                "run": run,
-                "fetched_at": body.fetched_at,
-                "record_count": body.record_count,
-                "request": request,
-                "position": body.position,
-                "fingerprint": prepared.fingerprint,
-            },
-        )
-        raw_id = raw.pk
+    raw_id, created = bulk.raw_insert(
+        source=source,
+        canonical=prepared.canonical,
+        content_hash=prepared.digest,
+        fetched_at=body.fetched_at,
+        record_count=body.record_count,
+        request=request,
+        position=body.position,
+        run_id=run.pk,
+        fingerprint=prepared.fingerprint,
+    )
     if created:
         source_totals_add(source=source, records=body.record_count, fetched_at=body.fetched_at)
     RunBody.objects.get_or_create(
@@ -121,51 +97,10 @@ def body_records_upsert(*, source: str, prepared: PreparedBody, records: list[Re
 
 
 def records_upsert(*, source: str, records: list[Record], raw_id: int, default_time: datetime) -> int:
-    """Upsert assets and quotes on their natural keys; returns the number of quote rows written.
-
-    Within one statement a key may appear only once (PostgreSQL refuses to update a row twice in
-    one INSERT ... ON CONFLICT), and one page can repeat a coin, so the last record of a key wins.
-    """
+    """Upsert assets and quotes on their natural keys; returns the number of quote rows written."""
     if not records:
         return 0
-    if connection.vendor == "postgresql":
-        return bulk.records_copy_upsert(source=source, records=records, raw_id=raw_id, default_time=default_time)
-    latest: dict[tuple[str, datetime], Record] = {}
-    names: dict[str, Record] = {}
-    for record in records:
-        if record.last_updated is None:
-            # No upstream time: the body's fetch time keeps the key stable on every reload.
-            record = dataclasses.replace(record, last_updated=default_time)
-        assert record.last_updated is not None
-        latest[(record.upstream_id, record.last_updated)] = record
-        names[record.upstream_id] = record
-
-    Asset.objects.bulk_create(
-        [Asset(source=source, upstream_id=uid, symbol=r.symbol[:100], name=r.name[:300]) for uid, r in names.items()],
-        update_conflicts=True,
-        unique_fields=["source", "upstream_id"],
-        update_fields=["symbol", "name", "updated_at"],
-        batch_size=1000,
-    )
-    asset_ids = dict(Asset.objects.filter(source=source, upstream_id__in=list(names)).values_list("upstream_id", "id"))
-    quotes = [
-        MarketQuote(
-            asset_id=asset_ids[uid],
-            source=source,
-            last_updated=when,
-            raw_id=raw_id,
-            **{name: getattr(record, name) for name in QUOTE_VALUE_FIELDS},
-        )
-        for (uid, when), record in latest.items()
-    ]
-    MarketQuote.objects.bulk_create(
-        quotes,
-        update_conflicts=True,
-        unique_fields=["asset", "last_updated"],
-        update_fields=[*QUOTE_VALUE_FIELDS, "raw", "ingested_at"],
-        batch_size=1000,
-    )
-    return len(quotes)
+    return bulk.records_copy_upsert(source=source, records=records, raw_id=raw_id, default_time=default_time)
 
 
 def source_totals_add(*, source: str, records: int, fetched_at: datetime) -> None:

@@ -9,19 +9,19 @@ from collections.abc import Callable, Iterator
 import psycopg2
 import pytest
 
+from kasparro import embedded_db
+from kasparro.embedded_db import EmbeddedPostgres
 from tests.distributed.conftest import GECKO_PATH, send_task
-from tests.processes import ROOT, CeleryProcess, PostgresServer, StubUpstream, wait_for
+from tests.processes import ROOT, CeleryProcess, StubUpstream, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(240)]
 
 
 @pytest.fixture
-def private_pg() -> Iterator[PostgresServer]:
-    server = PostgresServer()
-    server.init()
-    yield server
-    server.stop("immediate")
-    server.remove()
+def private_pg() -> Iterator[EmbeddedPostgres]:
+    """A cluster of our own to restart: the embedded server's binaries, on a free port."""
+    with embedded_db.throwaway() as server:
+        yield server
 
 
 def query(url: str, sql: str) -> list[tuple]:
@@ -36,14 +36,9 @@ def test_postgres_restarted_during_a_run_fails_that_run_cleanly_and_the_retry_su
     celery_env: dict[str, str],
     processes: Callable[..., CeleryProcess],
     stub: StubUpstream,
-    private_pg: PostgresServer,
+    private_pg: EmbeddedPostgres,
 ) -> None:
-    query(private_pg.url(), "SELECT 1")
-    conn = psycopg2.connect(private_pg.url())
-    conn.autocommit = True
-    conn.cursor().execute("CREATE DATABASE kasparro")
-    conn.close()
-    env = {**celery_env, "DATABASE_URL": private_pg.url("kasparro")}
+    env = {**celery_env, "DATABASE_URL": private_pg.url("kasparro")}  # migrate creates the database
     migrate = subprocess.run(
         [sys.executable, "manage.py", "migrate", "--noinput"],
         cwd=ROOT,
@@ -58,7 +53,7 @@ def test_postgres_restarted_during_a_run_fails_that_run_cleanly_and_the_retry_su
     processes("worker", env, "w1")
     task_id = send_task(env["REDIS_URL"], "coingecko")
     assert stub.arrived[GECKO_PATH].wait(30)
-    private_pg.stop("fast")  # the run's connection dies while it waits on the upstream
+    private_pg.stop(mode="fast")  # the run's connection dies while it waits on the upstream
     private_pg.start()
 
     def runs() -> list[tuple]:
