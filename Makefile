@@ -6,7 +6,7 @@ BUNDLED := tests/fixtures/upstream
 # Where `make run` serves (127.0.0.1 only).
 PORT   ?= 8000
 
-.PHONY: run serve test bench lint format install install-dev clean
+.PHONY: run test bench lint format install install-dev clean
 
 # The venv's own pip installs every pinned wheel; upgrading it first only costs time.
 $(BIN)/python:
@@ -31,23 +31,15 @@ install-dev: $(VENV)/.installed-dev
 	@echo "Wrote .env with a new DJANGO_SECRET_KEY"
 
 # Plain log lines at a terminal; services log JSON (LOG_FORMAT in .env.example).
-# With no DATABASE_URL, `dbserver run` starts the embedded PostgreSQL (data kept in ./var/pgdata)
-# for the steps of `serve` and stops it when they end or Ctrl-C stops the web server.
+# quickstart: with no DATABASE_URL, start the embedded PostgreSQL (data kept in ./var/pgdata), then
+# migrate, ingest every source (the bundled recorded responses where the network is out) and
+# serve; Ctrl-C stops the web server and the database.
 run: export LOG_FORMAT ?= plain
+run: export CSV_SOURCE_PATH ?= $(BUNDLED)/coingecko_markets_csv_Global-rd.csv
 run: install .env
-	@$(BIN)/python manage.py dbserver run -- $(MAKE) --no-print-directory serve
-
-# Migrate, ingest every source (live; the bundled recorded responses when the network is out),
-# then serve, on the database DATABASE_URL names.
-serve: export LOG_FORMAT ?= plain
-serve: export CSV_SOURCE_PATH ?= $(BUNDLED)/coingecko_markets_csv_Global-rd.csv
-serve: install .env
-	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py ingest --source all \
+	$(BIN)/python manage.py quickstart --port $(PORT) \
 	  --fallback-file coingecko=$(BUNDLED)/coingecko_markets_madjin.json \
 	  --fallback-file coinpaprika=$(BUNDLED)/coinpaprika_tickers_greenyun2.json
-	@echo "Serving on http://127.0.0.1:$(PORT)/  (try /health, /data, /stats, /admin/)"
-	$(BIN)/python manage.py runserver 127.0.0.1:$(PORT) --noreload --skip-checks
 
 test: install-dev
 	PYTHON=$(BIN)/python scripts/with-services.sh $(BIN)/pytest

@@ -192,6 +192,41 @@ class EmbeddedPostgres:
             yield
 
 
+def describe(server: EmbeddedPostgres, *, base_dir: Path) -> str:
+    """The one line that says where the server is and how to connect to it."""
+    return (
+        f"Database: embedded PostgreSQL {server.version()} on {HOST}:{server.port}, data in "
+        f"{shown_path(server.data_dir, base_dir=base_dir)}; connect with `.venv/bin/python manage.py dbserver psql` "
+        f"or `psql {server.url()}`"
+    )
+
+
+def shown_path(path: Path, *, base_dir: Path) -> str:
+    try:
+        return "./" + str(path.relative_to(base_dir))
+    except ValueError:
+        return str(path)
+
+
+def claim(server: EmbeddedPostgres) -> bool:
+    """Start the server for this process; True when this process is to stop it at its end: it
+    started it, or found it left running by a process that was killed. A server started by
+    `dbserver start`, or by another process still alive, is left running."""
+    owner = _owner_file(server)
+    if not server.start():
+        text = owner.read_text().strip() if owner.exists() else ""
+        if not text.isdigit() or _alive(int(text)):
+            return False
+    owner.write_text(str(os.getpid()))
+    return True
+
+
+def release(server: EmbeddedPostgres) -> None:
+    """Stop a server that `claim` said is this process's to stop."""
+    server.stop()
+    _owner_file(server).unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def throwaway(*, fsync: bool = False) -> Iterator[EmbeddedPostgres]:
     """A fresh cluster on a free port in a temporary folder, removed afterwards (tests, benchmarks)."""
@@ -206,6 +241,20 @@ def throwaway(*, fsync: bool = False) -> Iterator[EmbeddedPostgres]:
     finally:
         server.remove()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _owner_file(server: EmbeddedPostgres) -> Path:
+    return server.data_dir.parent / f".{server.data_dir.name}.owner"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _lock_path(data_dir: Path) -> Path:

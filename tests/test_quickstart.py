@@ -115,13 +115,18 @@ def test_make_run_offline_serves_the_bundled_data_from_the_embedded_database_and
     second.ctrl_c()
     assert server.running_pid() is None
 
-    # A start that fails (the web port is taken) leaves nothing running either.
+    # A start that fails leaves nothing running either: a step failing after the database started
+    # (a CSV file that is not there), and a web port that is taken.
+    broken = MakeRun({**env, "CSV_SOURCE_PATH": str(folder / "missing.csv")}, folder / "broken.log")
+    assert broken.proc.wait(timeout=300) != 0
+    assert "csv failed" in broken.output and "Stopped the embedded PostgreSQL" in broken.output
+    assert server.running_pid() is None and _group_gone(broken.proc.pid)
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         failed = MakeRun({**env, "PORT": str(taken.getsockname()[1])}, folder / "failed.log")
         assert failed.proc.wait(timeout=300) != 0
-    assert "That port is already in use" in failed.output
+        assert f"127.0.0.1:{taken.getsockname()[1]} is taken" in failed.output
     assert server.running_pid() is None and _group_gone(failed.proc.pid)
 
 

@@ -56,16 +56,14 @@ class Command(BaseCommand):
                 sys.exit(self._run(command, throwaway=options["throwaway"]))
             if action == "psql":
                 sys.exit(self._psql(options["args"]))
-            server = _server()
+            server = embedded_server()
             if action == "start":
                 server.start()
                 self.stdout.write(_where(server))
             elif action == "stop":
-                stopped = server.stop()
-                _owner_file(server).unlink(missing_ok=True)
-                self.stdout.write(
-                    "Stopped the embedded PostgreSQL" if stopped else "The embedded PostgreSQL was not running"
-                )
+                running = server.running_pid() is not None
+                embedded_db.release(server)
+                self.stdout.write("Stopped the embedded PostgreSQL" if running else "It was not running")
             elif action == "status":
                 if server.running_pid() is None:
                     self.stdout.write(f"The embedded PostgreSQL is not running (data: {_shown(server.data_dir)})")
@@ -81,15 +79,14 @@ class Command(BaseCommand):
                 return _supervise(command, env={**os.environ, "DATABASE_URL": server.url()})
         if not settings.EMBEDDED_DATABASE:
             return _supervise(command, env=dict(os.environ))  # DATABASE_URL names the database
-        server = _server()
-        stop_after = _claim(server)
+        server = embedded_server()
+        stop_after = embedded_db.claim(server)
         self.stdout.write(_where(server))
         try:
             return _supervise(command, env={**os.environ, "DATABASE_URL": server.url()})
         finally:
             if stop_after:
-                server.stop()
-                _owner_file(server).unlink(missing_ok=True)
+                embedded_db.release(server)
                 self.stdout.write(f"Stopped the embedded PostgreSQL (data kept in {_shown(server.data_dir)})")
 
     def _psql(self, args: list[str]) -> int:
@@ -100,35 +97,9 @@ class Command(BaseCommand):
         return subprocess.run(command, env={**os.environ, **(env or {})}).returncode
 
 
-def _server() -> EmbeddedPostgres:
+def embedded_server() -> EmbeddedPostgres:
+    """The embedded server the settings name (EMBEDDED_DB_DIR, EMBEDDED_DB_PORT)."""
     return EmbeddedPostgres(data_dir=Path(settings.EMBEDDED_DB_DIR), port=settings.EMBEDDED_DB_PORT)
-
-
-def _owner_file(server: EmbeddedPostgres) -> Path:
-    return server.data_dir.parent / f".{server.data_dir.name}.owner"
-
-
-def _claim(server: EmbeddedPostgres) -> bool:
-    """Start the server; True when this run is to stop it at its end: it started it, or it found
-    it left running by a run that was killed. A server from `dbserver start`, or one that another
-    live run started, is left running."""
-    owner = _owner_file(server)
-    if not server.start():
-        text = owner.read_text().strip() if owner.exists() else ""
-        if not text.isdigit() or _alive(int(text)):
-            return False
-    owner.write_text(str(os.getpid()))
-    return True
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _supervise(command: list[str], *, env: dict[str, str]) -> int:
@@ -163,15 +134,8 @@ def _supervise(command: list[str], *, env: dict[str, str]) -> int:
 
 
 def _where(server: EmbeddedPostgres) -> str:
-    return (
-        f"Database: embedded PostgreSQL {server.version()} on 127.0.0.1:{server.port}, data in "
-        f"{_shown(server.data_dir)}; connect with `.venv/bin/python manage.py dbserver psql` or "
-        f"`psql {server.url()}`"
-    )
+    return embedded_db.describe(server, base_dir=settings.BASE_DIR)
 
 
 def _shown(path: Path) -> str:
-    try:
-        return "./" + str(path.relative_to(settings.BASE_DIR))
-    except ValueError:
-        return str(path)
+    return embedded_db.shown_path(path, base_dir=settings.BASE_DIR)

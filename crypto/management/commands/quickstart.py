@@ -1,0 +1,64 @@
+"""`python manage.py quickstart`: what `make run` does, in one process.
+
+With no DATABASE_URL it starts the embedded PostgreSQL (data in EMBEDDED_DB_DIR), then migrates
+(creating the database), ingests every source (a bundled recorded response where a live fetch
+fails, with `--fallback-file`) and serves on 127.0.0.1. Ctrl-C stops the web server and then the
+database it started. One process rather than one per step: each step would start Django again.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+from typing import Any
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from crypto.management.commands.dbserver import embedded_server
+from kasparro import embedded_db
+from kasparro.embedded_db import EmbeddedDatabaseError
+
+
+class Command(BaseCommand):
+    help = "Start the embedded database (with no DATABASE_URL), migrate, ingest every source and serve."
+    requires_system_checks: list[str] = []  # migrate runs them
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--port", type=int, default=8000, help="where to serve on 127.0.0.1 (default 8000)")
+        parser.add_argument(
+            "--fallback-file",
+            metavar="SOURCE=PATH",
+            action="append",
+            default=[],
+            help="as for ingest: a saved body to load when the live fetch of SOURCE fails",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        # Checked first: runserver ends the process at once on a taken port, past any cleanup.
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as runserver binds
+            try:
+                probe.bind(("127.0.0.1", options["port"]))
+            except OSError as exc:
+                raise CommandError(f"127.0.0.1:{options['port']} is taken ({exc.strerror}): use --port") from exc
+        server = embedded_server() if settings.EMBEDDED_DATABASE else None
+        try:
+            stop_after = embedded_db.claim(server) if server else False
+        except EmbeddedDatabaseError as exc:
+            raise CommandError(str(exc)) from exc
+        if server:
+            self.stdout.write(embedded_db.describe(server, base_dir=settings.BASE_DIR), ending="\n")
+            self.stdout.flush()
+        try:
+            call_command("migrate", interactive=False)
+            call_command("ingest", source="all", fallback_file=options["fallback_file"])
+            self.stdout.write(f"Serving on http://127.0.0.1:{options['port']}/  (try /health, /data, /stats, /admin/)")
+            call_command("runserver", f"127.0.0.1:{options['port']}", use_reloader=False, skip_checks=True)
+        finally:
+            if server and stop_after:
+                signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the stop short
+                embedded_db.release(server)
+                shown = embedded_db.shown_path(server.data_dir, base_dir=settings.BASE_DIR)
+                self.stdout.write(f"Stopped the embedded PostgreSQL (data kept in {shown})")
