@@ -255,14 +255,14 @@ def main() -> None:
     django.setup()
     from django.core.management import call_command
 
-    from crypto.services.ingestion import ingestion_run
+    from crypto.services.ingestion import ingestion_run, saved_file
 
     call_command("migrate", verbosity=0)
     assets = 5_000
     small_quotes, small_raw = 10_000, 100
     seed(quotes_from=1, quotes_to=small_quotes, raw_from=1, raw_to=small_raw, assets=assets)
     # The latest dataset is a real 2,500-record CoinPaprika body, as /data serves it.
-    run = ingestion_run(source="coinpaprika", trigger="file", file=str(FIXTURE))
+    run = ingestion_run(source="coinpaprika", trigger="file", origin=saved_file(path=str(FIXTURE)))
     assert run.status == "succeeded", run.error
     print(f"small: {count('market_quote'):,} quotes, {count('raw_crypto_data'):,} raw rows", flush=True)
 

@@ -150,7 +150,7 @@ def bare_copy_rate(files: list[Path]) -> tuple[float, int]:
     out = io.StringIO()
     rows = 0
     for path in files:
-        for record in coinpaprika.parse(data=orjson.loads(path.read_bytes())).records:
+        for record in coinpaprika.source.parse(data=orjson.loads(path.read_bytes())).records:
             assert record.last_updated is not None
             line = copy_rows([(0, record, record.last_updated)]).getvalue().split("\t")
             # asset_id, source, last_updated, the values, raw_id, ingested_at
@@ -223,7 +223,7 @@ def naive_rate(files: list[Path]) -> tuple[float, int]:
                 record_count=len(data),
                 request=str(path),
             )
-            for record in coinpaprika.parse(data=data).records:
+            for record in coinpaprika.source.parse(data=data).records:
                 asset, _ = Asset.objects.get_or_create(
                     source="coinpaprika",
                     upstream_id=record.upstream_id,

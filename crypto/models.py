@@ -5,11 +5,10 @@ from __future__ import annotations
 from django.db import models
 from django.db.models import F
 
+from crypto.sources import source_choices
 
-class Source(models.TextChoices):
-    COINGECKO = "coingecko", "CoinGecko"
-    COINPAPRIKA = "coinpaprika", "CoinPaprika"
-    CSV = "csv", "CSV file"
+# Which sources exist is configuration (INGEST_SOURCES), not schema: the choices are read when used.
+SOURCE_NAME_LENGTH = 16
 
 
 class IngestionRun(models.Model):
@@ -33,7 +32,7 @@ class IngestionRun(models.Model):
         # Another run of the same source held the lock; this one wrote nothing.
         SKIPPED = "skipped"
 
-    source = models.CharField(max_length=16, choices=Source.choices)
+    source = models.CharField(max_length=SOURCE_NAME_LENGTH, choices=source_choices)
     trigger = models.CharField(max_length=8, choices=Trigger.choices)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
     started_at = models.DateTimeField(auto_now_add=True)
@@ -90,7 +89,7 @@ class RawCryptoData(models.Model):
     """One upstream response body as received: a CoinGecko page, a CoinPaprika /tickers call,
     a CSV chunk. Stored once per source: a body with the same content hash is not stored again."""
 
-    source = models.CharField(max_length=16, choices=Source.choices)
+    source = models.CharField(max_length=SOURCE_NAME_LENGTH, choices=source_choices)
     data = models.JSONField()
     fetched_at = models.DateTimeField()
     # sha256 of the body in canonical JSON (sorted keys, compact): formatting does not matter.
@@ -154,7 +153,7 @@ class LoadedFile(models.Model):
     again skips it without parsing it. Written in the run's transaction, so a file whose run failed
     is not marked. Only a shortcut: bodies are still stored once per content hash."""
 
-    source = models.CharField(max_length=16, choices=Source.choices)
+    source = models.CharField(max_length=SOURCE_NAME_LENGTH, choices=source_choices)
     digest = models.CharField(max_length=64, help_text="sha256 of the file's bytes")
     path = models.CharField(max_length=2000, help_text="where it was loaded from")
     size = models.PositiveBigIntegerField()
@@ -197,7 +196,7 @@ class Asset(models.Model):
         OPERATOR_LINKED = "operator_linked", "linked by an operator"
         OPERATOR_UNLINKED = "operator_unlinked", "unlinked by an operator"
 
-    source = models.CharField(max_length=16, choices=Source.choices)
+    source = models.CharField(max_length=SOURCE_NAME_LENGTH, choices=source_choices)
     upstream_id = models.CharField(max_length=200)
     symbol = models.CharField(max_length=100, blank=True)
     name = models.CharField(max_length=300, blank=True)
@@ -265,7 +264,7 @@ class MarketQuote(models.Model):
 
     # No index of its own: the unique (asset, last_updated) index serves lookups by asset.
     asset = models.ForeignKey(Asset, on_delete=models.CASCADE, related_name="quotes", db_index=False)
-    source = models.CharField(max_length=16, choices=Source.choices)
+    source = models.CharField(max_length=SOURCE_NAME_LENGTH, choices=source_choices)
     last_updated = models.DateTimeField()
     price_usd = _price()
     market_cap_usd = _amount()
@@ -308,7 +307,7 @@ class SourceSchedule(models.Model):
     """The interval and enabled flag last applied to a source's beat schedule from settings, so
     `migrate` changes the schedule only when a setting changed, never undoing an admin edit."""
 
-    source = models.CharField(max_length=16, choices=Source.choices, unique=True)
+    source = models.CharField(max_length=SOURCE_NAME_LENGTH, choices=source_choices, unique=True)
     applied_interval_seconds = models.PositiveIntegerField()
     # False while the source is not configured (the csv source without CSV_SOURCE_PATH).
     applied_enabled = models.BooleanField(default=True)
@@ -324,7 +323,7 @@ class SourceTotals(models.Model):
     """Running totals of the raw table per source, kept by the same transaction that stores a body,
     so /stats reads one small row per source however large the raw table grows."""
 
-    source = models.CharField(max_length=16, choices=Source.choices, unique=True)
+    source = models.CharField(max_length=SOURCE_NAME_LENGTH, choices=source_choices, unique=True)
     raw_rows = models.PositiveBigIntegerField(default=0)
     records = models.PositiveBigIntegerField(default=0)
     quarantined = models.PositiveBigIntegerField(default=0)
@@ -343,7 +342,7 @@ class QuarantinedRecord(models.Model):
     """A record that failed validation: not normalized, kept with its reason and its place in its
     raw body, so a bad record is never silently lost."""
 
-    source = models.CharField(max_length=16, choices=Source.choices)
+    source = models.CharField(max_length=SOURCE_NAME_LENGTH, choices=source_choices)
     run = models.ForeignKey(IngestionRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="quarantined")
     raw = models.ForeignKey(RawCryptoData, on_delete=models.CASCADE, related_name="quarantined")
     where = models.CharField(max_length=100, help_text="`record 12` or `line 40`")
@@ -367,7 +366,7 @@ class SchemaDrift(models.Model):
         INFO = "info", "info: fields we do not use"
         WARNING = "warning", "warning: fields we normalize"
 
-    source = models.CharField(max_length=16, choices=Source.choices)
+    source = models.CharField(max_length=SOURCE_NAME_LENGTH, choices=source_choices)
     raw = models.ForeignKey(RawCryptoData, on_delete=models.CASCADE, related_name="drifts")
     previous = models.ForeignKey(RawCryptoData, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     run = models.ForeignKey(IngestionRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="drifts")

@@ -15,9 +15,9 @@ from django.db.models.expressions import RawSQL
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
-from crypto.models import IngestionRun, QuarantinedRecord, RawCryptoData, RunBody, SchemaDrift, Source, SourceTotals
+from crypto.models import IngestionRun, QuarantinedRecord, RawCryptoData, RunBody, SchemaDrift, SourceTotals
 from crypto.services.schedules import periodic_task_name
-from crypto.sources import source_get
+from crypto.sources import source_get, source_names, sources
 
 
 def database_ping() -> float:
@@ -57,7 +57,7 @@ def sources_freshness() -> dict[str, dict[str, Any]]:
     schedule allows (STALE_AFTER_INTERVALS intervals; `stale` is None when unscheduled)."""
     now = timezone.now()
     result = {}
-    for source in Source.values:
+    for source in source_names():
         last = _latest_run(source, IngestionRun.Status.SUCCEEDED, IngestionRun.Status.FAILED)
         success = (
             last
@@ -136,7 +136,7 @@ def stats_summary() -> dict[str, Any]:
     latest_drift = {d.source: d for d in SchemaDrift.objects.filter(pk__in=latest_ids)} if drift else {}
 
     sources: dict[str, dict[str, Any]] = {}
-    for source in Source.values:
+    for source in source_names():
         counts = {status: run_counts.get(source, {}).get(status, 0) for status in IngestionRun.Status.values}
         stored: dict[str, Any] = raw.get(source, {})
         sources[source] = {
@@ -204,7 +204,7 @@ def quarantined_record_raw(quarantined: QuarantinedRecord) -> Any:
         return None
     module = source_get(name=quarantined.source)
     items, header = _records_slice(
-        raw_id=quarantined.raw_id, path=module.RECORDS_PATH, count=1, start=quarantined.index
+        raw_id=quarantined.raw_id, path=module.records_path, count=1, start=quarantined.index
     )
     return module.records_view(items=items, header=header)[0] if items else None
 
@@ -242,7 +242,7 @@ def dataset_latest(*, source: str | None, limit: int) -> Dataset | None:
     for raw_id, _, _ in links:
         if len(records) >= limit:
             break
-        items, header = _records_slice(raw_id=raw_id, path=module.RECORDS_PATH, count=limit - len(records))
+        items, header = _records_slice(raw_id=raw_id, path=module.records_path, count=limit - len(records))
         records.extend(module.records_view(items=items, header=header))
     return Dataset(
         run=run,
@@ -280,7 +280,7 @@ def schedule_of(*, source: str) -> tuple[bool, int | None]:
     (the admin may have edited it); None when disabled or on a crontab, solar or clocked schedule."""
     task = PeriodicTask.objects.filter(name=periodic_task_name(source=source)).select_related("interval").first()
     if task is None:
-        return True, settings.INGEST_INTERVALS[source]
+        return True, getattr(settings, sources()[source].interval_setting)
     if not task.enabled:
         return False, None
     return True, int(task.interval.schedule.run_every.total_seconds()) if task.interval is not None else None

@@ -176,8 +176,8 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {
-        "SourceEnum": "crypto.models.Source",
-        "TriggerSourceEnum": ["coingecko", "coinpaprika", "csv", "all"],
+        "SourceEnum": "crypto.sources.source_choices",
+        "TriggerSourceEnum": "crypto.api.openapi.trigger_source_choices",
         "RunStatusEnum": "crypto.models.IngestionRun.Status",
         "RunTriggerEnum": "crypto.models.IngestionRun.Trigger",
         "ErrorKindEnum": "crypto.models.IngestionRun.ErrorKind",
@@ -227,6 +227,12 @@ LOGGING = {
 }
 
 # --- Upstreams -------------------------------------------------------------------------------
+# The sources, each one object in one module that owns its facts (crypto/sources/base.py Source).
+INGEST_SOURCES = [
+    "crypto.sources.coingecko.source",
+    "crypto.sources.coinpaprika.source",
+    "crypto.sources.csvfile.source",
+]
 COINGECKO_BASE_URL = _http_url("COINGECKO_BASE_URL", "https://api.coingecko.com/api/v3")
 COINGECKO_API_KEY = _secret("COINGECKO_API_KEY")
 # /coins/markets pages fetched per run (250 records each at most).
@@ -276,11 +282,10 @@ REDIS_URL = _read(
 
 # Seconds between scheduled runs of each source, applied to the beat schedule on `migrate`.
 # CoinGecko's free tier allows ~30 calls/min; CoinPaprika's ~20,000 calls/month (one per 130 s).
-INGEST_INTERVALS = {
-    "coingecko": _positive_int("INGEST_INTERVAL_COINGECKO", 300),
-    "coinpaprika": _positive_int("INGEST_INTERVAL_COINPAPRIKA", 600),
-    "csv": _positive_int("INGEST_INTERVAL_CSV", 900),
-}
+# Each source names its own (crypto/sources/*.py, `interval_setting`).
+INGEST_INTERVAL_COINGECKO = _positive_int("INGEST_INTERVAL_COINGECKO", 300)
+INGEST_INTERVAL_COINPAPRIKA = _positive_int("INGEST_INTERVAL_COINPAPRIKA", 600)
+INGEST_INTERVAL_CSV = _positive_int("INGEST_INTERVAL_CSV", 900)
 # A source is stale when its last success is older than this many intervals.
 STALE_AFTER_INTERVALS = _positive_float("STALE_AFTER_INTERVALS", 2.0)
 

@@ -18,7 +18,7 @@ from crypto.log_context import log_context
 from crypto.metrics import TASK_RETRIES
 from crypto.models import IngestionRun
 from crypto.services.ingestion import ingestion_run
-from crypto.sources import SOURCE_NAMES
+from crypto.sources import source_names
 
 
 class IngestionFailed(Exception):
@@ -49,8 +49,8 @@ def retry_delay(*, retries: int, retry_after: float | None) -> float:
 
 @shared_task(bind=True, name="tasks.ingest_source", max_retries=None)
 def ingest_source(self: Task, source: str, trigger: str = IngestionRun.Trigger.TASK) -> dict[str, Any]:
-    if source not in SOURCE_NAMES:
-        raise IngestionFailed(f"unknown source {source!r}; expected one of {', '.join(SOURCE_NAMES)}")
+    if source not in source_names():
+        raise IngestionFailed(f"unknown source {source!r}; expected one of {', '.join(source_names())}")
     if trigger not in IngestionRun.Trigger.values:
         raise IngestionFailed(f"unknown trigger {trigger!r}")
     retries = self.request.retries

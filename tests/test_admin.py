@@ -7,7 +7,7 @@ import responses
 from django.test import Client
 
 from crypto.models import Asset, IngestionRun, MarketQuote, RawCryptoData
-from crypto.services.ingestion import ingestion_run
+from crypto.services.ingestion import ingestion_run, saved_file
 from tests.conftest import mock_gecko_two_pages
 
 pytestmark = pytest.mark.django_db
@@ -79,7 +79,7 @@ def test_pages_that_name_raw_bodies_never_load_them_and_the_raw_list_loads_runs_
     body[1]["new_field"] = 1  # drift against page 1
     saved = tmp_path / "page.json"
     saved.write_bytes(orjson.dumps(body))
-    ingestion_run(source="coingecko", trigger="file", file=str(saved))
+    ingestion_run(source="coingecko", trigger="file", origin=saved_file(path=str(saved)))
     quote = MarketQuote.objects.first()
     pages = [
         "/admin/crypto/rawcryptodata/",

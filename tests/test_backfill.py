@@ -16,7 +16,7 @@ import responses
 from django.core.management import CommandError, call_command
 
 from crypto.models import Asset, IngestionRun, LoadedFile, MarketQuote, RawCryptoData
-from crypto.services.ingestion import ingestion_run
+from crypto.services.ingestion import ingestion_run, saved_file
 from tests.conftest import GECKO_PAGE, GECKO_SMALL, PAPRIKA, UPSTREAM, mock_gecko_two_pages, mock_paprika, upstream_json
 
 pytestmark = pytest.mark.django_db
@@ -159,7 +159,9 @@ def test_renormalize_rebuilds_exactly_what_live_ingestion_produced(http: respons
     mock_paprika(http)
     for source in ("coingecko", "coinpaprika"):
         assert ingestion_run(source=source, trigger="cli").status == "succeeded"
-    ingestion_run(source="csv", trigger="file", file=str(UPSTREAM / "coingecko_markets_csv_Global-rd.csv"))
+    ingestion_run(
+        source="csv", trigger="file", origin=saved_file(path=str(UPSTREAM / "coingecko_markets_csv_Global-rd.csv"))
+    )
     live = normalized()
     MarketQuote.objects.all().delete()
     Asset.objects.all().delete()
@@ -173,7 +175,7 @@ def test_renormalize_rebuilds_exactly_what_live_ingestion_produced(http: respons
 
 def test_renormalize_can_limit_to_a_source_and_a_date(tmp_path: Path) -> None:
     for name in (GECKO_PAGE, GECKO_SMALL):
-        ingestion_run(source="coingecko", trigger="file", file=str(UPSTREAM / name))
+        ingestion_run(source="coingecko", trigger="file", origin=saved_file(path=str(UPSTREAM / name)))
     MarketQuote.objects.all().delete()
     out = StringIO()
     call_command("renormalize", "--source", "coinpaprika", stdout=out, stderr=StringIO())

@@ -15,7 +15,7 @@ from django.test import Client
 
 from crypto.models import Asset, IngestionRun, MarketQuote, QuarantinedRecord, RawCryptoData, SchemaDrift
 from crypto.services.canonical import links_refresh
-from crypto.services.ingestion import ingestion_run
+from crypto.services.ingestion import Origin, ingestion_run, saved_file
 from tests.conftest import GECKO_PAGE, PAPRIKA, upstream_json
 from tests.test_linking_rule import EXPECTED
 
@@ -37,7 +37,7 @@ def markets() -> list[dict[str, Any]]:
 def load(tmp_path: Path, source: str, body: Any, name: str = "body.json") -> IngestionRun:
     path = tmp_path / name
     path.write_bytes(orjson.dumps(body))
-    return ingestion_run(source=source, trigger="file", file=str(path))
+    return ingestion_run(source=source, trigger="file", origin=saved_file(path=str(path)))
 
 
 def later(body: list[dict[str, Any]], hours: int) -> list[dict[str, Any]]:
@@ -276,12 +276,12 @@ def test_runs_after_one_with_a_record_without_id_are_still_compared(tmp_path: Pa
 
 
 def test_a_failing_check_after_the_run_never_fails_the_committed_run(tmp_path: Path, monkeypatch) -> None:
-    from crypto.services import ingestion
+    from crypto.services import lifecycle
 
     def broken(run: IngestionRun) -> None:
         raise RuntimeError("a bug in a check")
 
-    monkeypatch.setattr(ingestion, "run_checks", broken)
+    monkeypatch.setattr(lifecycle, "run_checks", broken)
     run = load(tmp_path, "coingecko", markets())
     assert run.status == "succeeded" and MarketQuote.objects.count() == 250
     assert Asset.objects.filter(source="coingecko", link_status="no_match").count() == 250, "linking still ran"
@@ -302,7 +302,7 @@ def test_one_invalid_record_on_a_short_last_page_is_quarantined_not_a_failed_run
             [body] = json_bodies(str(tmp_path / name), count=len)
             yield body_prepare(dataclass_replace(body, position=position))
 
-    run = ingestion_run(source="coingecko", trigger="file", prepared=two_pages())
+    run = ingestion_run(source="coingecko", trigger="file", origin=Origin(bodies=lambda source: two_pages()))
     assert run.status == "succeeded" and run.records_rejected == 1 and QuarantinedRecord.objects.count() == 1
 
 

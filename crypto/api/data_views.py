@@ -42,7 +42,7 @@ from crypto.models import (
     SchemaDrift,
 )
 from crypto.selectors import quarantined_record_raw
-from crypto.sources import SOURCE_NAMES
+from crypto.sources import source_names
 from tasks.ingest import ingestion_enqueue
 
 
@@ -122,7 +122,7 @@ class RunViewSet(mixins.CreateModelMixin, _DataViewSet):
         trigger = TriggerSerializer(data=request.data)
         trigger.is_valid(raise_exception=True)
         source = trigger.validated_data["source"]
-        sources = list(SOURCE_NAMES) if source == "all" else [source]
+        sources = list(source_names()) if source == "all" else [source]
         queued = ingestion_enqueue(sources=sources, trigger=IngestionRun.Trigger.API)
         return Response(TriggeredSerializer(queued, many=True).data, status=status.HTTP_202_ACCEPTED)
 

@@ -11,8 +11,10 @@ import django_filters as filters
 from django import forms
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
+from django.utils.choices import CallableChoiceIterator
 
-from crypto.models import Asset, IngestionRun, MarketQuote, QuarantinedRecord, RawCryptoData, SchemaDrift, Source
+from crypto.models import Asset, IngestionRun, MarketQuote, QuarantinedRecord, RawCryptoData, SchemaDrift
+from crypto.sources import source_choices
 
 BIGINT_MAX = 2**63 - 1
 AMOUNT_BOUND = Decimal("1e32")  # numeric(40, 8) holds 32 integer digits
@@ -58,7 +60,7 @@ def time_filter(field: str, lookup: str, help_text: str) -> UtcDateTimeFilter:
 class SourceFilterSet(filters.FilterSet):
     """Every list filters by source."""
 
-    source = filters.ChoiceFilter(choices=Source.choices)
+    source = filters.ChoiceFilter(choices=CallableChoiceIterator(source_choices))
 
 
 class QuoteFilter(SourceFilterSet):

@@ -5,6 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from crypto.sources import source_choices
+
+
+def trigger_source_choices() -> list[tuple[str, str]]:
+    """What POST /api/runs/ takes: a source, or all of them (ENUM_NAME_OVERRIDES in settings)."""
+    return [*source_choices(), ("all", "all")]
+
+
 ERROR_SCHEMA = {
     "type": "object",
     "required": ["detail"],

@@ -6,9 +6,11 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from django.utils.choices import CallableChoiceIterator
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from crypto.api.openapi import trigger_source_choices
 from crypto.models import (
     QUOTE_VALUE_FIELDS,
     Asset,
@@ -18,8 +20,8 @@ from crypto.models import (
     QuarantinedRecord,
     RawCryptoData,
     SchemaDrift,
-    Source,
 )
+from crypto.sources import source_choices
 
 
 class PlainDecimalField(serializers.DecimalField):
@@ -40,7 +42,8 @@ class ErrorSerializer(serializers.Serializer):
 
 class DataQuerySerializer(serializers.Serializer):
     # The query parameter is called `source`, like DRF's Field.source attribute the stubs type.
-    source = serializers.ChoiceField(choices=Source.values, required=False)  # type: ignore[assignment]
+    # Read when a serializer is made: which sources exist is configuration (INGEST_SOURCES).
+    source = serializers.ChoiceField(choices=CallableChoiceIterator(source_choices), required=False)  # type: ignore[assignment,arg-type]
     limit = serializers.IntegerField(
         min_value=1,
         max_value=5000,
@@ -216,7 +219,7 @@ class RawDetailSerializer(RawListSerializer):
 
 class TriggerSerializer(serializers.Serializer):
     # The body field is called `source`, like DRF's Field.source attribute the stubs type.
-    source = serializers.ChoiceField(choices=[*Source.values, "all"])  # type: ignore[assignment]
+    source = serializers.ChoiceField(choices=CallableChoiceIterator(trigger_source_choices))  # type: ignore[assignment,arg-type]
 
 
 class TriggeredSerializer(serializers.Serializer):

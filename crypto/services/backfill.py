@@ -32,14 +32,13 @@ from django.db import connections
 
 from crypto.models import IngestionRun, LoadedFile
 from crypto.services.bulk import stage_text
-from crypto.services.ingestion import file_bodies, ingestion_run
+from crypto.services.ingestion import file_bodies, ingestion_run, saved_file
 from crypto.services.storage import PreparedBody, body_prepare
 from crypto.sources import source_get
 from crypto.sources.base import ParseResult, SourceError
 from crypto.sources.files import file_digest
 
 logger = logging.getLogger(__name__)
-SUFFIXES = {"csv": (".csv", ".csv.gz"), "coingecko": (".json", ".json.gz"), "coinpaprika": (".json", ".json.gz")}
 
 
 @dataclass
@@ -66,7 +65,7 @@ class BackfillProgress:
 
 def backfill_paths(*, source: str, target: str) -> list[Path]:
     """The saved bodies `target` names, oldest first (modification time, then name)."""
-    suffixes = SUFFIXES[source]
+    suffixes = source_get(name=source).file_suffixes
     if any(ch in target for ch in "*?["):
         found = [Path(p) for p in glob.glob(target, recursive=True)]
     elif Path(target).is_dir():
@@ -125,11 +124,7 @@ def _batch_load(
     todo = [path for path in paths if digests[path] not in earlier]
     for path, prepared in _read_ahead(source=source, paths=todo, reader=reader):
         run = ingestion_run(
-            source=source,
-            trigger=IngestionRun.Trigger.FILE,
-            file=str(path),
-            wait_for_lock=True,
-            prepared=prepared,
+            source=source, trigger=IngestionRun.Trigger.FILE, origin=saved_file(path=str(path), prepared=prepared)
         )
         progress.runs.append(run)
         progress.records += run.records_fetched
@@ -201,7 +196,7 @@ def _exit_with(sentinel: int) -> None:
 def _reader(*, source: str, files: int) -> ProcessPoolExecutor | None:
     """The read-ahead process, where it pays: JSON bodies (a CSV file is streamed chunk by chunk by
     its run: it can be any size), and more than one file."""
-    if source == "csv" or files < 2:
+    if not source_get(name=source).read_ahead or files < 2:
         return None
     # Forked, so it starts with Django set up; it never uses the database (see _reader_start).
     return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"), initializer=_reader_start)

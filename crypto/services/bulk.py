@@ -12,13 +12,16 @@ import io
 from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING
 
 import orjson
 from django.db import connection
 
 from crypto.models import QUOTE_VALUE_FIELDS
 from crypto.sources.base import Record
+
+if TYPE_CHECKING:
+    from crypto.services.storage import PreparedBody  # storage calls into this module
 
 STAGE = "quote_stage"
 # Lives as long as the connection and is emptied by every commit: no catalog churn per body.
@@ -126,20 +129,10 @@ def staged_upsert(*, source: str, text: str, raw_id: int) -> int:
         return cursor.rowcount
 
 
-def raw_insert(
-    *,
-    source: str,
-    canonical: bytes,
-    content_hash: str,
-    fetched_at: datetime,
-    record_count: int,
-    request: str,
-    position: int,
-    run_id: int,
-    fingerprint: dict[str, Any],
-) -> tuple[int, bool]:
+def raw_insert(*, source: str, prepared: PreparedBody, run_id: int) -> tuple[int, bool]:
     """Store a body's canonical JSON text unless this source already has that content: (id, created).
     The text goes to jsonb as is, with no second serialization by the ORM."""
+    body = prepared.body
     with connection.cursor() as cursor:
         cursor.execute(
             "INSERT INTO raw_crypto_data (source, data, fetched_at, content_hash, record_count, request, position, "
@@ -147,18 +140,20 @@ def raw_insert(
             "ON CONFLICT (source, content_hash) DO NOTHING RETURNING id",
             [
                 source,
-                canonical.decode(),
-                fetched_at,
-                content_hash,
-                record_count,
-                request,
-                position,
+                prepared.canonical.decode(),
+                body.fetched_at,
+                prepared.digest,
+                body.record_count,
+                body.request[:2000],
+                body.position,
                 run_id,
-                orjson.dumps(fingerprint).decode(),
+                orjson.dumps(prepared.fingerprint).decode(),
             ],
         )
         row = cursor.fetchone()
         if row is not None:
             return row[0], True
-        cursor.execute("SELECT id FROM raw_crypto_data WHERE source = %s AND content_hash = %s", [source, content_hash])
+        cursor.execute(
+            "SELECT id FROM raw_crypto_data WHERE source = %s AND content_hash = %s", [source, prepared.digest]
+        )
         return cursor.fetchone()[0], False

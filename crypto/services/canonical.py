@@ -15,9 +15,9 @@ from django.utils import timezone
 from crypto.linking import Candidate, links_find
 from crypto.models import Asset, CanonicalAsset
 from crypto.services.locks import advisory_xact_lock_wait
+from crypto.sources import sources
 
 logger = logging.getLogger(__name__)
-LINKED_SOURCES = ("coingecko", "coinpaprika")
 Status = Asset.LinkStatus
 OPERATOR = (Status.OPERATOR_LINKED, Status.OPERATOR_UNLINKED)
 LINKS_LOCK = "asset-links"
@@ -42,7 +42,8 @@ def links_refresh(*, force: bool = False) -> LinkReport | None:
     report = LinkReport()
     with transaction.atomic():
         advisory_xact_lock_wait(name=LINKS_LOCK)
-        pending = Asset.objects.filter(source__in=LINKED_SOURCES, link_status=Status.PENDING)
+        linked = [source.name for source in sources().values() if source.linked]
+        pending = Asset.objects.filter(source__in=linked, link_status=Status.PENDING)
         if not force and not pending.exists():
             return None
         gecko, paprika = _candidates("coingecko"), _candidates("coinpaprika")

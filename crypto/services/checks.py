@@ -54,7 +54,7 @@ def _upstream_ids(run: IngestionRun) -> frozenset[str]:
 def _upstream_ids_of(run_id: int, source: str, started_at: datetime | None) -> frozenset[str]:
     """The upstream ids (non-empty strings) in every body the run fetched, stored or unchanged."""
     module = source_get(name=source)
-    if module.RECORDS_PATH == "$":  # a list of records with an `id` each
+    if module.records_path == "$":  # a list of records with an `id` each
         with connection.cursor() as cursor:  # read inside the database: no 2 MB body comes to Python
             cursor.execute(
                 "SELECT DISTINCT v #>> '{}' FROM ingestion_run_body b "

@@ -19,7 +19,7 @@ from crypto.models import RawCryptoData
 from crypto.services.locks import advisory_xact_lock_wait
 from crypto.services.quality import quarantine_replace
 from crypto.services.storage import records_upsert
-from crypto.sources import SOURCE_NAMES, source_get
+from crypto.sources import source_get, source_names
 
 
 @dataclass
@@ -48,7 +48,7 @@ def renormalize_run(
     for start in range(0, len(ids), batch_bodies):
         batch = ids[start : start + batch_bodies]
         with transaction.atomic():
-            for name in sorted({src for _, src in batch} & set(SOURCE_NAMES)):
+            for name in sorted({src for _, src in batch} & set(source_names())):
                 advisory_xact_lock_wait(name=f"ingest:{name}")
             for raw in RawCryptoData.objects.filter(pk__in=[pk for pk, _ in batch]).order_by("id"):
                 parsed = source_get(name=raw.source).parse(data=raw.data)

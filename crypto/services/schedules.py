@@ -17,7 +17,7 @@ from django.db import transaction
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from crypto.models import SourceSchedule
-from crypto.sources import SOURCE_NAMES
+from crypto.sources import sources
 
 logger = logging.getLogger(__name__)
 
@@ -30,17 +30,15 @@ def periodic_task_name(*, source: str) -> str:
 
 def unconfigured_reason(*, source: str) -> str | None:
     """Why a source cannot run with the current settings, or None when it can."""
-    if source == "csv" and not settings.CSV_SOURCE_PATH:
-        return "CSV_SOURCE_PATH is not set"
-    return None
+    return sources()[source].unconfigured_reason(settings=settings)
 
 
 @transaction.atomic
 def schedules_sync() -> list[str]:
     """Create or update each source's periodic task from settings; returns what changed."""
     changes = []
-    for source in SOURCE_NAMES:
-        every = settings.INGEST_INTERVALS[source]
+    for source, facts in sources().items():
+        every = getattr(settings, facts.interval_setting)
         reason = unconfigured_reason(source=source)
         enabled = reason is None
         name = periodic_task_name(source=source)

@@ -66,18 +66,7 @@ def raw_body_store(*, source: str, prepared: PreparedBody, run: IngestionRun) ->
     the run either way (the run's dataset includes bodies it fetched that were not new).
     Returns the raw row's id and whether it was stored now."""
     body = prepared.body
-    request = body.request[:2000]
-    raw_id, created = bulk.raw_insert(
-        source=source,
-        canonical=prepared.canonical,
-        content_hash=prepared.digest,
-        fetched_at=body.fetched_at,
-        record_count=body.record_count,
-        request=request,
-        position=body.position,
-        run_id=run.pk,
-        fingerprint=prepared.fingerprint,
-    )
+    raw_id, created = bulk.raw_insert(source=source, prepared=prepared, run_id=run.pk)
     if created:
         source_totals_add(source=source, records=body.record_count, fetched_at=body.fetched_at)
     RunBody.objects.get_or_create(

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from typing import Any, Protocol
+from typing import Any, ClassVar
 
 import orjson
 
@@ -65,7 +65,7 @@ class Record:
 @dataclass(frozen=True, slots=True)
 class Problem:
     """A record that was not loaded, and why. `where` is `record 12` or `line 40`; `index` is its
-    place in the body's list of records (at RECORDS_PATH), so the raw record can be found again."""
+    place in the body's list of records (at the source's records_path), so the raw record can be found again."""
 
     where: str
     message: str
@@ -85,31 +85,93 @@ class ParseResult:
         self.problems.append(Problem(where, message, self.index))
 
 
-class Source(Protocol):
-    name: str
-
-    def fetch(self, *, context: FetchContext) -> Iterator[Body]: ...
-
-    def read_file(self, *, path: str) -> Iterator[Body]: ...
-
-    def parse(self, *, data: Any) -> ParseResult: ...
-
-    RECORDS_PATH: str
-
-    def records_view(self, *, items: list[Any], header: Any = None) -> list[Any]: ...
-
-
 @dataclass(frozen=True)
 class FetchContext:
-    """What a fetch needs from the configuration, passed in so sources never read settings."""
+    """What a fetch or a file read needs from the configuration, built by the source itself from
+    the settings it names (`Source.fetch_context`), so fetching never reads settings."""
 
-    client: Any  # crypto.sources.http.HttpClient
+    client: Any = None  # crypto.sources.http.HttpClient; None where no HTTP is needed (files)
     base_url: str = ""
     api_key: str = ""
     pages: int = 1
     per_page: int = 250
     path: str = ""
     chunk_rows: int = 5000
+
+
+class Source:
+    """One upstream and every fact about it. The services ask a source and never branch on its
+    name: adding a source is one module with one of these, listed in `INGEST_SOURCES`.
+
+    A source never touches the ORM. It turns upstream bytes into `Body` objects (stored raw as
+    received) and a body into `Record` objects (normalized, ready to upsert)."""
+
+    name: ClassVar[str]
+    label: ClassVar[str]
+    # Settings, by name: seconds between scheduled runs, and the calls a minute that every worker
+    # together may make (None: the source makes no calls that need a shared budget).
+    interval_setting: ClassVar[str]
+    calls_per_minute_setting: ClassVar[str | None] = None
+    # What a saved file of this source is called, for backfills of folders and globs.
+    file_suffixes: ClassVar[tuple[str, ...]] = (".json", ".json.gz")
+    # Whether its assets are linked to the same coins of other sources (crypto/linking.py).
+    linked: ClassVar[bool] = False
+    # Whether a backfill may read and parse its next file ahead, in another process (a file that
+    # is streamed chunk by chunk, of any size, is not).
+    read_ahead: ClassVar[bool] = True
+    # Where the records sit in a stored body (a JSON path), for reads cut inside the database.
+    records_path: ClassVar[str] = "$"
+    # The fields it normalizes: schema drift on these is a warning, on the rest information.
+    used_fields: ClassVar[frozenset[str]] = frozenset()
+
+    def fetch_context(self, *, settings: Any, client: Any) -> FetchContext:
+        """What `fetch` and `read_file` need, from the settings this source reads."""
+        return FetchContext(client=client)
+
+    def unconfigured_reason(self, *, settings: Any) -> str | None:
+        """Why the source cannot run with these settings (its schedule stays disabled), or None."""
+        return None
+
+    def fetch(self, *, context: FetchContext) -> Iterator[Body]:
+        raise NotImplementedError
+
+    def read_file(self, *, path: str, context: FetchContext) -> Iterator[Body]:
+        """The bodies of a saved file; by default one JSON body, gzip or not."""
+        from crypto.sources import files  # files reads bodies with this module's helpers
+
+        return files.json_bodies(path, count=lambda data: len(self.records(data)))
+
+    def records(self, data: Any) -> list[Any]:
+        """The list of records in a body; a body of another shape is a MalformedBody."""
+        raise NotImplementedError
+
+    def parse(self, *, data: Any) -> ParseResult:
+        raise NotImplementedError
+
+    def records_view(self, *, items: list[Any], header: Any = None) -> list[Any]:
+        """How `/data` shows stored records (a slice at `records_path`)."""
+        return items
+
+    def __repr__(self) -> str:
+        return f"<source {self.name}>"
+
+
+class JsonListSource(Source):
+    """An upstream that answers a JSON list of record objects, each keyed on its `id`."""
+
+    expected: ClassVar[str]  # said when a body is not such a list
+
+    def records(self, data: Any) -> list[Any]:
+        return json_list(data, expected=self.expected)
+
+    def parse(self, *, data: Any) -> ParseResult:
+        result = ParseResult()
+        for where, item in json_objects(self.records(data), result):
+            self.parse_item(item, where=where, result=result)
+        return result
+
+    def parse_item(self, item: Mapping[str, Any], *, where: str, result: ParseResult) -> None:
+        raise NotImplementedError
 
 
 class BadValue(ValueError):

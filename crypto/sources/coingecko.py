@@ -11,17 +11,15 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import urlparse
 
-from crypto.sources import files
 from crypto.sources.base import (
     BadValue,
     Body,
     Converter,
     FetchContext,
+    JsonListSource,
     ParseResult,
     Record,
     convert_fields,
-    json_list,
-    json_objects,
     record_id,
     to_datetime,
     to_decimal,
@@ -29,7 +27,6 @@ from crypto.sources.base import (
     to_text,
 )
 
-name = "coingecko"
 ENDPOINT = "/coins/markets"
 
 
@@ -40,55 +37,6 @@ def key_header(base_url: str, api_key: str) -> dict[str, str]:
     host = urlparse(base_url).hostname or ""
     header = "x-cg-pro-api-key" if host.startswith("pro-api.") else "x-cg-demo-api-key"
     return {header: api_key}
-
-
-def fetch(*, context: FetchContext) -> Iterator[Body]:
-    for page in range(1, context.pages + 1):
-        response = context.client.get_json(
-            context.base_url + ENDPOINT,
-            params={
-                "vs_currency": "usd",
-                "order": "market_cap_desc",
-                "per_page": context.per_page,
-                "page": page,
-            },
-            secret_headers=key_header(context.base_url, context.api_key),
-        )
-        records = _records(response.data)
-        if not records:
-            return  # past the last page
-        yield Body(
-            data=response.data,
-            request=response.url,
-            position=page,
-            fetched_at=response.fetched_at,
-            record_count=len(records),
-        )
-        if len(records) < context.per_page:
-            return
-
-
-def read_file(*, path: str) -> Iterator[Body]:
-    return files.json_bodies(path, count=lambda data: len(_records(data)))
-
-
-# Where the records sit in a stored body (a JSON path), and how /data shows them.
-RECORDS_PATH = "$"
-
-
-def records_view(*, items: list[Any], header: Any = None) -> list[Any]:
-    return items
-
-
-def _records(data: Any) -> list[Any]:
-    return json_list(data, expected="CoinGecko /coins/markets should answer a JSON list of markets")
-
-
-def parse(*, data: Any) -> ParseResult:
-    result = ParseResult()
-    for where, item in json_objects(_records(data), result):
-        parse_market(item, where=where, result=result)
-    return result
 
 
 # (Record attribute, CoinGecko key, converter): the fields we normalize, in USD.
@@ -130,3 +78,48 @@ def parse_market(item: Mapping[str, Any], *, where: str, result: ParseResult) ->
             **values,
         )
     )
+
+
+class CoinGecko(JsonListSource):
+    name = "coingecko"
+    label = "CoinGecko"
+    interval_setting = "INGEST_INTERVAL_COINGECKO"
+    calls_per_minute_setting = "COINGECKO_CALLS_PER_MINUTE"
+    linked = True
+    used_fields = USED_FIELDS
+    expected = "CoinGecko /coins/markets should answer a JSON list of markets"
+
+    def fetch_context(self, *, settings: Any, client: Any) -> FetchContext:
+        return FetchContext(
+            client=client,
+            base_url=settings.COINGECKO_BASE_URL,
+            api_key=settings.COINGECKO_API_KEY,
+            pages=settings.COINGECKO_PAGES,
+            per_page=settings.COINGECKO_PER_PAGE,
+        )
+
+    def fetch(self, *, context: FetchContext) -> Iterator[Body]:
+        for page in range(1, context.pages + 1):
+            response = context.client.get_json(
+                context.base_url + ENDPOINT,
+                params={"vs_currency": "usd", "order": "market_cap_desc", "per_page": context.per_page, "page": page},
+                secret_headers=key_header(context.base_url, context.api_key),
+            )
+            records = self.records(response.data)
+            if not records:
+                return  # past the last page
+            yield Body(
+                data=response.data,
+                request=response.url,
+                position=page,
+                fetched_at=response.fetched_at,
+                record_count=len(records),
+            )
+            if len(records) < context.per_page:
+                return
+
+    def parse_item(self, item: Mapping[str, Any], *, where: str, result: ParseResult) -> None:
+        parse_market(item, where=where, result=result)
+
+
+source = CoinGecko()

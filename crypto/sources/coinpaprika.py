@@ -8,20 +8,18 @@ currencies asked for, so a ticker without a `USD` quote cannot be normalized; an
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-from crypto.sources import files
 from crypto.sources.base import (
     BadValue,
     Body,
     Converter,
     FetchContext,
+    JsonListSource,
     ParseResult,
     Record,
     convert_fields,
-    json_list,
-    json_objects,
     record_id,
     to_datetime,
     to_decimal,
@@ -30,7 +28,6 @@ from crypto.sources.base import (
     zero_is_unknown,
 )
 
-name = "coinpaprika"
 ENDPOINT = "/tickers"
 
 
@@ -74,53 +71,44 @@ def auth_header(api_key: str) -> dict[str, str]:
     return {"Authorization": api_key} if api_key else {}
 
 
-def fetch(*, context: FetchContext) -> Iterator[Body]:
-    response = context.client.get_json(
-        context.base_url + ENDPOINT,
-        params={"quotes": "USD"},
-        secret_headers=auth_header(context.api_key),
-    )
-    yield Body(
-        data=response.data,
-        request=response.url,
-        position=1,
-        fetched_at=response.fetched_at,
-        record_count=len(_records(response.data)),
-    )
+class CoinPaprika(JsonListSource):
+    name = "coinpaprika"
+    label = "CoinPaprika"
+    interval_setting = "INGEST_INTERVAL_COINPAPRIKA"
+    calls_per_minute_setting = "COINPAPRIKA_CALLS_PER_MINUTE"
+    linked = True
+    used_fields = USED_FIELDS
+    expected = "CoinPaprika /tickers should answer a JSON list of tickers"
 
+    def fetch_context(self, *, settings: Any, client: Any) -> FetchContext:
+        return FetchContext(client=client, base_url=settings.COINPAPRIKA_BASE_URL, api_key=settings.COINPAPRIKA_API_KEY)
 
-def read_file(*, path: str) -> Iterator[Body]:
-    return files.json_bodies(path, count=lambda data: len(_records(data)))
+    def fetch(self, *, context: FetchContext) -> Iterator[Body]:
+        response = context.client.get_json(
+            context.base_url + ENDPOINT, params={"quotes": "USD"}, secret_headers=auth_header(context.api_key)
+        )
+        yield Body(
+            data=response.data,
+            request=response.url,
+            position=1,
+            fetched_at=response.fetched_at,
+            record_count=len(self.records(response.data)),
+        )
 
-
-# Where the records sit in a stored body (a JSON path), and how /data shows them.
-RECORDS_PATH = "$"
-
-
-def records_view(*, items: list[Any], header: Any = None) -> list[Any]:
-    return items
-
-
-def _records(data: Any) -> list[Any]:
-    return json_list(data, expected="CoinPaprika /tickers should answer a JSON list of tickers")
-
-
-def parse(*, data: Any) -> ParseResult:
-    result = ParseResult()
-    for where, item in json_objects(_records(data), result):
+    def parse_item(self, item: Mapping[str, Any], *, where: str, result: ParseResult) -> None:
         upstream_id = record_id(item, where=where, result=result)
         if upstream_id is None:
-            continue
+            return
         quotes = item.get("quotes")
         usd = quotes.get("USD") if isinstance(quotes, dict) else None
         if not isinstance(usd, dict):
             result.reject(where, f"{upstream_id}: no USD quote")
-            continue
+            return
         try:
             values = convert_fields(usd, USD_FIELDS, convert_fields(item, TICKER_FIELDS))
         except BadValue as exc:
             result.reject(where, f"{upstream_id}: {exc}")
-            continue
+            return
         result.records.append(
             Record(
                 upstream_id=upstream_id,
@@ -130,4 +118,6 @@ def parse(*, data: Any) -> ParseResult:
                 **values,
             )
         )
-    return result
+
+
+source = CoinPaprika()

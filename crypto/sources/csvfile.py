@@ -31,6 +31,7 @@ from crypto.sources.base import (
     MalformedBody,
     ParseResult,
     Record,
+    Source,
     SourceError,
     convert_fields,
     describe_json,
@@ -38,8 +39,6 @@ from crypto.sources.base import (
     to_decimal,
     to_text,
 )
-
-name = "csv"
 
 SIMPLE_COLUMNS = ("symbol", "name", "price_usd", "market_cap", "volume_24h", "timestamp")
 COINGECKO_COLUMNS = ("id", "symbol", "name", "current_price", "market_cap", "total_volume", "last_updated")
@@ -148,26 +147,7 @@ def read_csv(path: Path, *, chunk_rows: int) -> Iterator[Body]:
         yield body()
 
 
-def fetch(*, context: FetchContext) -> Iterator[Body]:
-    for path in csv_files(context.path):
-        yield from read_csv(path, chunk_rows=context.chunk_rows)
-
-
-def read_file(*, path: str, chunk_rows: int = 5000) -> Iterator[Body]:
-    return read_csv(Path(path), chunk_rows=chunk_rows)
-
-
-# Where the records sit in a stored body (a JSON path), and how /data shows them.
-RECORDS_PATH = "$.rows"
-
-
-def records_view(*, items: list[Any], header: Any = None) -> list[Any]:
-    """Rows as `{"line": n, column: value, ...}`, the way the file had them."""
-    columns = header if isinstance(header, list) else []
-    return [{"line": row.get("line"), **dict(zip(columns, row.get("values", []), strict=False))} for row in items]
-
-
-def _rows(data: Any) -> list[Any]:
+def rows_of(data: Any) -> list[Any]:
     if not (isinstance(data, dict) and isinstance(data.get("rows"), list) and isinstance(data.get("header"), list)):
         raise MalformedBody(f"a stored CSV body should be an object with header and rows, got {describe_json(data)}")
     return data["rows"]
@@ -175,7 +155,7 @@ def _rows(data: Any) -> list[Any]:
 
 def parse(*, data: Any) -> ParseResult:
     result = ParseResult()
-    rows = _rows(data)
+    rows = rows_of(data)
     header: list[str] = data["header"]
     layout = data.get("layout") or detect_layout(header)
     for index, row in enumerate(rows):
@@ -240,3 +220,43 @@ def parse_simple(values: dict[str, str], *, where: str, result: ParseResult) -> 
             **converted,
         )
     )
+
+
+class CsvFiles(Source):
+    """CSV files on disk: no upstream to call, so no rate budget and no links; a file of any size
+    is streamed chunk by chunk, so a backfill does not read it ahead."""
+
+    name = "csv"
+    label = "CSV file"
+    interval_setting = "INGEST_INTERVAL_CSV"
+    file_suffixes = (".csv", ".csv.gz")
+    read_ahead = False
+    records_path = "$.rows"
+    used_fields = USED_FIELDS
+
+    def fetch_context(self, *, settings: Any, client: Any) -> FetchContext:
+        return FetchContext(client=client, path=settings.CSV_SOURCE_PATH, chunk_rows=settings.CSV_CHUNK_ROWS)
+
+    def unconfigured_reason(self, *, settings: Any) -> str | None:
+        return None if settings.CSV_SOURCE_PATH else "CSV_SOURCE_PATH is not set"
+
+    def fetch(self, *, context: FetchContext) -> Iterator[Body]:
+        for path in csv_files(context.path):
+            yield from read_csv(path, chunk_rows=context.chunk_rows)
+
+    def read_file(self, *, path: str, context: FetchContext) -> Iterator[Body]:
+        return read_csv(Path(path), chunk_rows=context.chunk_rows)
+
+    def records(self, data: Any) -> list[Any]:
+        return rows_of(data)
+
+    def parse(self, *, data: Any) -> ParseResult:
+        return parse(data=data)
+
+    def records_view(self, *, items: list[Any], header: Any = None) -> list[Any]:
+        """Rows as `{"line": n, column: value, ...}`, the way the file had them."""
+        columns = header if isinstance(header, list) else []
+        return [{"line": row.get("line"), **dict(zip(columns, row.get("values", []), strict=False))} for row in items]
+
+
+source = CsvFiles()

@@ -12,7 +12,7 @@ import responses
 from django.test import Client
 
 from crypto.models import MarketQuote
-from crypto.services.ingestion import ingestion_run
+from crypto.services.ingestion import ingestion_run, saved_file
 from tests.conftest import GECKO_PAGE, PAPRIKA, UPSTREAM, mock_paprika
 
 pytestmark = pytest.mark.django_db
@@ -26,7 +26,10 @@ def api() -> Client:
 @pytest.fixture
 def loaded() -> None:
     for source, name in (("coinpaprika", PAPRIKA), ("coingecko", GECKO_PAGE)):
-        assert ingestion_run(source=source, trigger="file", file=str(UPSTREAM / name)).status == "succeeded"
+        assert (
+            ingestion_run(source=source, trigger="file", origin=saved_file(path=str(UPSTREAM / name))).status
+            == "succeeded"
+        )
 
 
 def walk(api: Client, url: str) -> list[dict[str, Any]]:
@@ -161,7 +164,9 @@ def test_assets_carry_their_upstream_id_and_latest_quote(api: Client, loaded: No
 def test_runs_are_listed_newest_first_and_filter_by_status(api: Client, http: responses.RequestsMock) -> None:
     mock_paprika(http, body=b'{"error": "no"}', status=401)
     ingestion_run(source="coinpaprika", trigger="cli")
-    ingestion_run(source="csv", trigger="file", file=str(UPSTREAM / "coingecko_markets_csv_Global-rd.csv"))
+    ingestion_run(
+        source="csv", trigger="file", origin=saved_file(path=str(UPSTREAM / "coingecko_markets_csv_Global-rd.csv"))
+    )
     rows = api.get("/api/runs/").json()["results"]
     assert [r["source"] for r in rows] == ["csv", "coinpaprika"]
     failed = api.get("/api/runs/?status=failed").json()["results"]

@@ -19,7 +19,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from crypto.services.ingestion import ingestion_run
+from crypto.services.ingestion import ingestion_run, saved_file
 from kasparro.wsgi import application
 from tests.conftest import GECKO_PAGE, PAPRIKA, UPSTREAM
 
@@ -31,8 +31,10 @@ def seeded(django_db_setup: Any, django_db_blocker: Any) -> Iterator[None]:
     """Real data behind the API (committed, so every generated request sees it), removed after."""
     with django_db_blocker.unblock():
         for source, name in (("coinpaprika", PAPRIKA), ("coingecko", GECKO_PAGE)):
-            ingestion_run(source=source, trigger="file", file=str(UPSTREAM / name))
-        ingestion_run(source="csv", trigger="file", file=str(UPSTREAM.parent / "csv" / "simple_markets.csv"))
+            ingestion_run(source=source, trigger="file", origin=saved_file(path=str(UPSTREAM / name)))
+        ingestion_run(
+            source="csv", trigger="file", origin=saved_file(path=str(UPSTREAM.parent / "csv" / "simple_markets.csv"))
+        )
         yield
         call_command("flush", interactive=False, verbosity=0)
 

@@ -33,7 +33,10 @@ def test_beat_dispatches_every_source_to_a_worker_and_a_second_beat_stands_by(
     celery_env: dict[str, str], processes: Callable[..., CeleryProcess]
 ) -> None:
     with override_settings(
-        INGEST_INTERVALS={"coingecko": 2, "coinpaprika": 2, "csv": 2}, CSV_SOURCE_PATH=celery_env["CSV_SOURCE_PATH"]
+        INGEST_INTERVAL_COINGECKO=2,
+        INGEST_INTERVAL_COINPAPRIKA=2,
+        INGEST_INTERVAL_CSV=2,
+        CSV_SOURCE_PATH=celery_env["CSV_SOURCE_PATH"],
     ):
         schedules_sync()
     processes("worker", celery_env, "w1")
@@ -141,7 +144,8 @@ def test_shared_rate_limit_holds_across_processes(celery_env: dict[str, str], st
         "import django; django.setup()\n"
         "from django.conf import settings\n"
         "from crypto.services.ingestion import http_client_build\n"
-        "client = http_client_build(source='coingecko')\n"
+        "from crypto.sources import source_get\n"
+        "client = http_client_build(source=source_get(name='coingecko'))\n"
         "for _ in range(6):\n"
         "    client.get_json(settings.COINGECKO_BASE_URL + '/coins/markets', params={'page': 1})\n"
     )

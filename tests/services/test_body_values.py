@@ -8,7 +8,7 @@ import pytest
 from django.db import transaction
 
 from crypto.models import Asset, MarketQuote, QuarantinedRecord, RawCryptoData
-from crypto.services.ingestion import ingestion_run
+from crypto.services.ingestion import ingestion_run, saved_file
 from tests.conftest import GECKO_SMALL, upstream_json
 
 pytestmark = pytest.mark.django_db
@@ -20,7 +20,7 @@ def test_nul_characters_are_removed_rather_than_failing_the_run(tmp_path) -> Non
     data[1]["name"] = "Ether\u0000eum"
     saved = tmp_path / "nul.json"
     saved.write_bytes(orjson.dumps(data))
-    run = ingestion_run(source="coingecko", trigger="file", file=str(saved))
+    run = ingestion_run(source="coingecko", trigger="file", origin=saved_file(path=str(saved)))
     assert run.status == "succeeded", run.error
     assert MarketQuote.objects.get(asset__upstream_id="ethereum").asset.name == "Ethereum"
 
@@ -32,7 +32,7 @@ def test_a_value_too_large_to_store_rejects_that_record_only(tmp_path) -> None:
     data[3]["id"] = "x" * 300
     saved = tmp_path / "big.json"
     saved.write_bytes(orjson.dumps(data))
-    run = ingestion_run(source="coingecko", trigger="file", file=str(saved))
+    run = ingestion_run(source="coingecko", trigger="file", origin=saved_file(path=str(saved)))
     assert run.status == "succeeded" and run.rows_upserted == 98 and run.records_rejected == 2
     assert "too large to store" in run.problems[0] and "longer than 200" in run.problems[1]
 
@@ -46,7 +46,7 @@ def test_values_the_columns_cannot_hold_reject_their_record_and_the_rest_of_the_
     data[5]["total_volume"] = 1e-300  # below the 8 places of an amount: stored as the column rounds it
     saved = tmp_path / "edges.json"
     saved.write_bytes(orjson.dumps(data))
-    run = ingestion_run(source="coingecko", trigger="file", file=str(saved))
+    run = ingestion_run(source="coingecko", trigger="file", origin=saved_file(path=str(saved)))
     assert run.status == "succeeded", run.error
     assert (run.rows_upserted, run.records_rejected) == (97, 3)
     assert ["market_cap_rank" in p for p in run.problems] == [True, False, False]
@@ -68,7 +68,7 @@ def test_nan_and_a_lone_surrogate_in_a_body_are_stored_and_judged_alike_live_and
     text = text.replace('"<infinity>"', "Infinity").replace('"<huge>"', "1e400").replace('"<wide>"', str(2**70))
     saved = tmp_path / "odd.json"
     saved.write_text(text)
-    run = ingestion_run(source="coingecko", trigger="file", file=str(saved))
+    run = ingestion_run(source="coingecko", trigger="file", origin=saved_file(path=str(saved)))
     assert run.status == "succeeded", run.error
     assert run.records_rejected == 3 and "current_price" in run.problems[0] and "no `id`" in run.problems[1]
     assert "current_price" in run.problems[2]
@@ -99,7 +99,7 @@ def test_text_with_tabs_newlines_and_backslashes_survives_the_bulk_load(tmp_path
     data[2]["symbol"] = "\\."
     saved = tmp_path / "escapes.json"
     saved.write_bytes(orjson.dumps(data))
-    run = ingestion_run(source="coingecko", trigger="file", file=str(saved))
+    run = ingestion_run(source="coingecko", trigger="file", origin=saved_file(path=str(saved)))
     assert run.status == "succeeded", run.error
     assert Asset.objects.get(upstream_id="bitcoin").name == "Bit\tcoin\nC:\\path \\N"
     assert Asset.objects.filter(upstream_id="ether\\eum").exists()  # the id is stripped, like every text
@@ -112,14 +112,14 @@ def test_a_repeated_key_in_one_body_keeps_its_last_record_and_a_rename_updates_t
     data.append(dict(data[0], current_price=1.5, name="Bitcoin (renamed)"))
     saved = tmp_path / "repeat.json"
     saved.write_bytes(orjson.dumps(data))
-    run = ingestion_run(source="coingecko", trigger="file", file=str(saved))
+    run = ingestion_run(source="coingecko", trigger="file", origin=saved_file(path=str(saved)))
     assert run.status == "succeeded" and run.rows_upserted == len(data) - 1
     quote = MarketQuote.objects.get(asset__upstream_id="bitcoin")
     assert quote.price_usd == 1.5 and quote.asset.name == "Bitcoin (renamed)"
     untouched = Asset.objects.get(upstream_id="ethereum").updated_at
     renamed = [dict(item, name=item["name"].upper()) if item["id"] == "bitcoin" else item for item in data[:-1]]
     saved.write_bytes(orjson.dumps([dict(item, last_updated="2030-01-01T00:00:00Z") for item in renamed]))
-    ingestion_run(source="coingecko", trigger="file", file=str(saved))
+    ingestion_run(source="coingecko", trigger="file", origin=saved_file(path=str(saved)))
     assert Asset.objects.get(upstream_id="bitcoin").name == "BITCOIN"
     assert Asset.objects.get(upstream_id="ethereum").updated_at == untouched, "unchanged assets are not rewritten"
     assert MarketQuote.objects.filter(asset__upstream_id="bitcoin").count() == 2

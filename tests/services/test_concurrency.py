@@ -9,7 +9,7 @@ import responses
 from django.db import connection
 
 from crypto.models import IngestionRun, MarketQuote, RawCryptoData
-from crypto.services.ingestion import ingestion_run
+from crypto.services.ingestion import ingestion_run, saved_file
 from tests.conftest import PAPRIKA, paprika_url, upstream_bytes
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -75,7 +75,7 @@ def test_a_run_waiting_for_the_source_lock_is_alive_and_only_dead_runs_are_close
     import psycopg2
     from django.db import transaction
 
-    from crypto.services.ingestion import _abandoned_runs_close
+    from crypto.services.lifecycle import _abandoned_runs_close
     from crypto.services.locks import _NAMESPACE, name_key
     from tests.conftest import database_url
     from tests.processes import wait_for
@@ -88,7 +88,7 @@ def test_a_run_waiting_for_the_source_lock_is_alive_and_only_dead_runs_are_close
 
     def backfill_file() -> None:
         try:
-            waited.append(ingestion_run(source="coinpaprika", trigger="file", file=str(saved), wait_for_lock=True))
+            waited.append(ingestion_run(source="coinpaprika", trigger="file", origin=saved_file(path=str(saved))))
         finally:
             connection.close()
 
@@ -123,8 +123,8 @@ def test_a_finished_run_leaves_no_advisory_lock_held_by_its_session(tmp_path) ->
     saved.write_bytes(upstream_bytes(PAPRIKA))
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
-    assert ingestion_run(source="coinpaprika", trigger="file", file=str(saved)).status == "succeeded"
-    assert ingestion_run(source="coinpaprika", trigger="file", file=str(bad)).status == "failed"
+    assert ingestion_run(source="coinpaprika", trigger="file", origin=saved_file(path=str(saved))).status == "succeeded"
+    assert ingestion_run(source="coinpaprika", trigger="file", origin=saved_file(path=str(bad))).status == "failed"
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()")
         assert cursor.fetchone()[0] == 0

@@ -12,7 +12,7 @@ import responses
 from django.db import connection
 
 from crypto.models import Asset, IngestionRun, MarketQuote, RawCryptoData, RunBody
-from crypto.services.ingestion import ingestion_run
+from crypto.services.ingestion import ingestion_run, saved_file
 from tests.conftest import (
     GECKO_PAGE,
     GECKO_SMALL,
@@ -118,7 +118,7 @@ def test_same_content_formatted_differently_is_not_stored_twice(http: responses.
     ingestion_run(source="coinpaprika", trigger="cli")
     indented = tmp_path / "tickers.json"
     indented.write_bytes(orjson.dumps(upstream_json(PAPRIKA), option=orjson.OPT_INDENT_2))
-    run = ingestion_run(source="coinpaprika", trigger="file", file=str(indented))
+    run = ingestion_run(source="coinpaprika", trigger="file", origin=saved_file(path=str(indented)))
     assert (run.status, run.raw_stored, run.raw_duplicates) == ("succeeded", 0, 1)
 
 
@@ -174,14 +174,14 @@ def test_a_failure_that_cannot_be_recorded_raises_the_database_error_for_the_cal
 ) -> None:
     from django.db import OperationalError
 
-    from crypto.services import ingestion
+    from crypto.services import lifecycle
 
     mock_paprika(http, body=b'{"error": "invalid key"}', status=401)
 
     def database_gone(run: IngestionRun) -> None:
         raise OperationalError("server closed the connection unexpectedly")
 
-    monkeypatch.setattr(ingestion, "_finish", database_gone)
+    monkeypatch.setattr(lifecycle, "_finish", database_gone)
     with pytest.raises(OperationalError) as raised:
         ingestion_run(source="coinpaprika", trigger="task")
     assert "HTTP 401" in str(raised.value.__cause__), "the run's own failure is kept as the cause"
@@ -279,7 +279,7 @@ def test_record_without_upstream_time_is_keyed_on_the_fetch_time(tmp_path) -> No
     data[0]["last_updated"] = None
     saved = tmp_path / "page.json"
     saved.write_bytes(orjson.dumps(data[:2]))
-    run = ingestion_run(source="coingecko", trigger="file", file=str(saved))
+    run = ingestion_run(source="coingecko", trigger="file", origin=saved_file(path=str(saved)))
     raw = RawCryptoData.objects.get()
     assert run.status == "succeeded"
     quote = MarketQuote.objects.get(asset__upstream_id="bitcoin")
@@ -290,7 +290,7 @@ def test_record_without_upstream_time_is_keyed_on_the_fetch_time(tmp_path) -> No
 def test_saved_error_body_given_as_a_file_fails_clearly(tmp_path) -> None:
     saved = tmp_path / "error.json"
     saved.write_text('{"status": {"error_code": 429, "error_message": "rate limited"}}')
-    run = ingestion_run(source="coingecko", trigger="file", file=str(saved))
+    run = ingestion_run(source="coingecko", trigger="file", origin=saved_file(path=str(saved)))
     assert run.status == "failed"
     assert run.error == (
         "CoinGecko /coins/markets should answer a JSON list of markets, got a JSON object with keys [status]"

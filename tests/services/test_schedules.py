@@ -51,7 +51,7 @@ def test_an_admin_edit_survives_migrate_while_the_setting_is_unchanged() -> None
 def test_a_changed_setting_is_applied_on_the_next_migrate_keeping_enabled_as_set() -> None:
     schedules_sync()
     PeriodicTask.objects.filter(name="ingest coinpaprika").update(enabled=False)
-    with override_settings(INGEST_INTERVALS={"coingecko": 300, "coinpaprika": 1200, "csv": 900}):
+    with override_settings(INGEST_INTERVAL_COINGECKO=300, INGEST_INTERVAL_COINPAPRIKA=1200, INGEST_INTERVAL_CSV=900):
         changes = schedules_sync()
     assert changes == ["ingest coinpaprika: every 1200s (setting changed)"]
     assert interval_of("coinpaprika") == 1200

@@ -14,7 +14,7 @@ SIMPLE = FIXTURES / "csv" / "simple_markets.csv"
 
 def parse_file(path: Path, chunk_rows: int = 5000) -> tuple[list, list]:
     records, problems = [], []
-    for body in csvfile.read_file(path=str(path), chunk_rows=chunk_rows):
+    for body in csvfile.read_csv(Path(path), chunk_rows=chunk_rows):
         result = csvfile.parse(data=body.data)
         records += result.records
         problems += result.problems
@@ -75,7 +75,7 @@ def test_simple_csv_empty_cells_are_null_and_unix_timestamps_are_read() -> None:
 
 
 def test_rows_are_stored_in_chunks_with_their_line_numbers() -> None:
-    bodies = list(csvfile.read_file(path=str(UPSTREAM / CSV_GECKO), chunk_rows=100))
+    bodies = list(csvfile.read_csv(UPSTREAM / CSV_GECKO, chunk_rows=100))
     assert [b.record_count for b in bodies] == [100, 100, 50]
     assert [b.position for b in bodies] == [1, 2, 3]
     assert bodies[1].data["rows"][0]["line"] == 102

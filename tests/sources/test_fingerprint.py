@@ -200,7 +200,7 @@ def test_a_coinpaprika_body_without_first_data_at_reports_it_removed() -> None:
 
 
 def test_a_stored_csv_chunk_has_the_header_columns_as_fields() -> None:
-    chunks = [body.data for body in csvfile.read_file(path=str(UPSTREAM / CSV_GECKO), chunk_rows=100)]
+    chunks = [body.data for body in csvfile.read_csv(UPSTREAM / CSV_GECKO, chunk_rows=100)]
     assert [len(chunk["rows"]) for chunk in chunks] == [100, 100, 50]
     header = chunks[0]["header"]
     fps = [fingerprint(chunk) for chunk in chunks]
@@ -216,7 +216,7 @@ def test_a_stored_csv_chunk_has_the_header_columns_as_fields() -> None:
 
 
 def test_a_csv_chunk_with_a_renamed_column_and_text_prices_shows_that_drift() -> None:
-    chunk = next(csvfile.read_file(path=str(UPSTREAM / CSV_GECKO), chunk_rows=100)).data
+    chunk = next(csvfile.read_csv(UPSTREAM / CSV_GECKO, chunk_rows=100)).data
     changed = copy.deepcopy(chunk)
     changed["header"] = ["price" if c == "current_price" else c for c in chunk["header"]]
     column = chunk["header"].index("total_volume")

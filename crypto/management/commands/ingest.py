@@ -18,8 +18,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from crypto.models import IngestionRun, LoadedFile
 from crypto.selectors import task_runs_wait
 from crypto.services.backfill import BackfillProgress, backfill_paths, backfill_run
-from crypto.services.ingestion import ingestion_run
-from crypto.sources import SOURCE_NAMES
+from crypto.services.ingestion import ingestion_run, saved_file
+from crypto.sources import source_names
 from crypto.sources.base import SourceError
 
 
@@ -29,7 +29,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--source",
-            choices=[*SOURCE_NAMES, "all"],
+            choices=[*source_names(), "all"],
             default="all",
             help="which source to ingest (default: all)",
         )
@@ -77,7 +77,7 @@ class Command(BaseCommand):
         source, file = options["source"], options["file"]
         if file and source == "all":
             raise CommandError("--file needs one --source: say which upstream the saved body came from")
-        sources = SOURCE_NAMES if source == "all" else (source,)
+        sources = source_names() if source == "all" else (source,)
         trigger = IngestionRun.Trigger.FILE if file else IngestionRun.Trigger.CLI
         fallbacks = self._fallbacks(options["fallback_file"])
         if options["wait"] and not options["run_async"]:
@@ -97,7 +97,7 @@ class Command(BaseCommand):
         runs = []
         for name in sources:
             self.stdout.write(f"{name}: {'loading ' + file if file else 'fetching'} ...")
-            run = ingestion_run(source=name, trigger=trigger, file=file, progress=self._progress)
+            run = ingestion_run(source=name, trigger=trigger, progress=self._progress)
             if run.status == IngestionRun.Status.FAILED and not file and name in fallbacks:
                 self.stdout.write(
                     self.style.WARNING(
@@ -108,7 +108,7 @@ class Command(BaseCommand):
                 run = ingestion_run(
                     source=name,
                     trigger=IngestionRun.Trigger.FILE,
-                    file=fallbacks[name],
+                    origin=saved_file(path=fallbacks[name]),
                     progress=self._progress,
                 )
             self._report_rejected(run)
@@ -162,9 +162,9 @@ class Command(BaseCommand):
         fallbacks = {}
         for value in values:
             source, sep, path = value.partition("=")
-            if not sep or source not in SOURCE_NAMES or not path:
+            if not sep or source not in source_names() or not path:
                 raise CommandError(
-                    f"--fallback-file {value!r}: expected SOURCE=PATH with SOURCE one of {', '.join(SOURCE_NAMES)}"
+                    f"--fallback-file {value!r}: expected SOURCE=PATH with SOURCE one of {', '.join(source_names())}"
                 )
             fallbacks[source] = path
         return fallbacks

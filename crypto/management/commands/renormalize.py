@@ -11,14 +11,14 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.dateparse import parse_date, parse_datetime
 
 from crypto.services.renormalize import RenormalizeProgress, renormalize_run
-from crypto.sources import SOURCE_NAMES
+from crypto.sources import source_names
 
 
 class Command(BaseCommand):
     help = "Rebuild the normalized rows from the stored raw bodies (no network)."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--source", choices=SOURCE_NAMES, help="one source (default: all)")
+        parser.add_argument("--source", choices=source_names(), help="one source (default: all)")
         parser.add_argument("--since", help="only bodies fetched at or after this date or time (ISO 8601, UTC)")
         parser.add_argument("--batch", type=int, default=20, help="bodies per transaction (default 20)")
 

@@ -1,0 +1,188 @@
+"""The life of one ingestion run, in one place, around the work its caller does with the bodies.
+
+A run is one transaction holding its source's advisory lock: everything the work writes commits
+together or not at all. Before that, the run's row is committed with its
+alive mark (so it is never seen `running` without one); after it, the run is recorded as
+succeeded, skipped (another run held the lock) or failed with its reason and whether that reason
+is transient; then metrics, and after a success the checks and cross-source links.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
+from django.utils import timezone
+
+from crypto.log_context import log_context
+from crypto.metrics import LAST_SUCCESS, RECORDS_FETCHED, ROWS_UPSERTED, RUN_SECONDS, RUNS
+from crypto.models import IngestionRun
+from crypto.services.canonical import links_refresh
+from crypto.services.checks import run_checks
+from crypto.services.locks import (
+    advisory_xact_lock_try,
+    advisory_xact_lock_wait,
+    run_alive,
+    run_alive_mark,
+    run_alive_release,
+)
+from crypto.sources import source_get
+from crypto.sources.base import SourceError
+from crypto.sources.http import UpstreamError
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]
+
+
+class AlreadyRunning(Exception):
+    pass
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunRequest:
+    """What a run is asked to do, and on whose behalf."""
+
+    source: str
+    trigger: str
+    task_id: str = ""
+    # The caller retries a transient failure (a Celery task with retries left): said on the run
+    # in the same write as the failure, so nobody reading the run takes the failure as final.
+    retry_allowed: bool = False
+    # Wait for a run of the source ahead instead of skipping (a saved file must be loaded).
+    wait_for_lock: bool = False
+
+
+def run_lifecycle(*, request: RunRequest, work: Callable[[IngestionRun], None], say: Progress) -> IngestionRun:
+    """Run `work` inside the run's transaction, holding its source's lock, and return the run.
+    Whatever `work` raises fails the run (recorded, not raised); a run that finds the lock held
+    is skipped and `work` never runs. Only a failure that cannot even be recorded raises, as a
+    database error the caller can retry on."""
+    with transaction.atomic():
+        run = IngestionRun.objects.create(source=request.source, trigger=request.trigger, task_id=request.task_id)
+        run_alive_mark(run_id=run.pk)  # before anyone can see it running (see _abandoned_runs_close)
+    try:
+        with log_context(run_id=run.pk, source=run.source, trigger=run.trigger):
+            logger.info("ingestion run started")
+            try:
+                with transaction.atomic():
+                    _lock(request)
+                    _abandoned_runs_close(source=run.source, current=run)
+                    work(run)
+                    run.status = IngestionRun.Status.SUCCEEDED
+                    _finish(run)
+            except AlreadyRunning as exc:
+                run.status, run.error = IngestionRun.Status.SKIPPED, str(exc)
+                _finish(run)
+                say(f"{run.source}: {exc}")
+            except Exception as exc:  # every failure becomes a failed run record, with the reason
+                _failed(run, exc, retry_allowed=request.retry_allowed)
+                say(f"{run.source}: failed: {run.error}")
+            _metrics_record(run)
+            if run.status == IngestionRun.Status.SUCCEEDED:
+                _after_success(run)
+            logger.info(
+                "ingestion run finished",
+                extra={"status": run.status, "error": run.error, "rows_upserted": run.rows_upserted},
+            )
+    finally:
+        run_alive_release(run_id=run.pk)
+    return run
+
+
+def _lock(request: RunRequest) -> None:
+    name = f"ingest:{request.source}"
+    if request.wait_for_lock:
+        advisory_xact_lock_wait(name=name)
+    elif not advisory_xact_lock_try(name=name):
+        raise AlreadyRunning(f"{request.source} is already being ingested by another run; this one wrote nothing")
+
+
+def _failed(run: IngestionRun, exc: Exception, *, retry_allowed: bool) -> None:
+    run.status, run.error = IngestionRun.Status.FAILED, _reason(exc)
+    run.error_kind = "transient" if _is_transient(exc) else "permanent"
+    run.retry_after = getattr(exc, "retry_after", None)
+    run.retry_scheduled = retry_allowed and run.error_kind == IngestionRun.ErrorKind.TRANSIENT
+    # What was counted was rolled back with the transaction.
+    run.raw_stored = run.raw_duplicates = run.rows_upserted = 0
+    if not isinstance(exc, (SourceError, DatabaseError)) and not _is_time_limit(exc):
+        logger.exception("ingestion run crashed")
+    try:
+        if isinstance(exc, OperationalError | InterfaceError) and not connection.in_atomic_block:
+            # The server went away mid-run: record the failure on a fresh connection.
+            connection.close()
+        _finish(run)
+    except DatabaseError as unrecorded:
+        logger.error("could not record the failed run", extra={"reason": run.error})
+        RUNS.labels(run.source, IngestionRun.Status.FAILED).inc()
+        # The database error, whatever failed the run: callers retry on it.
+        raise unrecorded from exc
+
+
+def _after_success(run: IngestionRun) -> None:
+    """Link new assets across sources, then compare the run with the previous one and flag what
+    looks wrong. Neither can fail a run that has committed: a failure is logged, its savepoint
+    rolled back, and the next step still runs."""
+    steps: list[Callable[[], object]] = [links_refresh] if source_get(name=run.source).linked else []
+    for step in [*steps, lambda: run_checks(run)]:
+        try:
+            with transaction.atomic():
+                step()
+        except Exception:  # anything at all: the run's data is committed and must stay reported so
+            logger.exception("a check after the run failed; its data is loaded")
+
+
+def _metrics_record(run: IngestionRun) -> None:
+    RUNS.labels(run.source, run.status).inc()
+    RECORDS_FETCHED.labels(run.source).inc(run.records_fetched)
+    ROWS_UPSERTED.labels(run.source).inc(run.rows_upserted)  # 0 when the run failed: rolled back
+    if run.duration_seconds is not None:
+        RUN_SECONDS.labels(run.source).observe(run.duration_seconds)
+    if run.status == IngestionRun.Status.SUCCEEDED and run.finished_at is not None:
+        LAST_SUCCESS.labels(run.source).set(run.finished_at.timestamp())
+
+
+def _abandoned_runs_close(*, source: str, current: IngestionRun) -> None:
+    """Runs still `running` while we hold the source's lock are working for no one if they no
+    longer hold their alive mark: their process died (a killed worker, a lost database
+    connection). Close them so the record tells the truth. A run waiting for the lock behind
+    us holds its mark and is left alone."""
+    candidates = IngestionRun.objects.filter(source=source, status=IngestionRun.Status.RUNNING).exclude(pk=current.pk)
+    dead = [run_id for run_id in candidates.values_list("pk", flat=True) if not run_alive(run_id=run_id)]
+    IngestionRun.objects.filter(pk__in=dead, status=IngestionRun.Status.RUNNING).update(
+        status=IngestionRun.Status.FAILED,
+        error_kind="transient",
+        error="abandoned: its process stopped before the run finished; nothing it fetched was kept",
+        finished_at=timezone.now(),
+    )
+
+
+def _is_time_limit(exc: BaseException) -> bool:
+    # Celery's SoftTimeLimitExceeded, named rather than imported: services do not depend on Celery.
+    return type(exc).__name__ == "SoftTimeLimitExceeded"
+
+
+def _is_transient(exc: BaseException) -> bool:
+    return (
+        bool(getattr(exc, "transient", False))
+        or isinstance(exc, OperationalError | InterfaceError)
+        or (_is_time_limit(exc))
+    )
+
+
+def _finish(run: IngestionRun) -> None:
+    run.finished_at = timezone.now()
+    run.save()
+
+
+def _reason(exc: BaseException) -> str:
+    if _is_time_limit(exc):
+        return f"ran past its soft time limit (INGEST_SOFT_TIME_LIMIT={settings.INGEST_SOFT_TIME_LIMIT}s)"
+    if isinstance(exc, (SourceError, UpstreamError)):
+        return str(exc)
+    if isinstance(exc, DatabaseError):
+        return f"database error: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}"
+    return f"{type(exc).__name__}: {exc}"
