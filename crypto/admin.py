@@ -26,6 +26,7 @@ from crypto.models import (
     SchemaDrift,
 )
 from crypto.services.canonical import assets_link, assets_unlink
+from crypto.services.enqueue import ingestion_enqueue
 from crypto.sources.fingerprint import fingerprint_digest
 
 BODY_PREVIEW_CHARS = 200_000
@@ -148,8 +149,6 @@ class IngestionRunAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Ingest the sources of the selected runs again, now")
     def ingest_again(self, request: HttpRequest, queryset: QuerySet[IngestionRun]) -> None:
-        from tasks.ingest import ingestion_enqueue
-
         sources = sorted(set(queryset.values_list("source", flat=True)))
         for item in ingestion_enqueue(sources=sources, trigger=IngestionRun.Trigger.ADMIN):
             if item["error"]:

@@ -9,7 +9,7 @@ from typing import Any, cast
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.db.models import Count, Exists, JSONField, Max, OuterRef
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
@@ -27,6 +27,37 @@ def database_ping() -> float:
         cursor.execute("SELECT 1")
         cursor.fetchone()
     return round((time.perf_counter() - start) * 1000, 2)
+
+
+def health_report() -> dict[str, Any]:
+    """What /health answers. `error` when the database is unreachable; `degraded` when the broker
+    is down, a source's latest run failed, or a scheduled source is stale; otherwise `ok`. Where
+    a broker runs the schedule, a source whose schedule is disabled (by an operator, or csv with no
+    CSV_SOURCE_PATH) is neither failing nor stale: its last run still shows in `sources`."""
+    now = timezone.now()
+    try:
+        latency_ms = database_ping()
+        freshness = sources_freshness()
+    except DatabaseError as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return {"status": "error", "time": now, "database": {"status": "down", "error": reason}}
+    broker = broker_status()
+    scheduled = broker["status"] != "not_configured"
+    failing = sorted(
+        name
+        for name, info in freshness.items()
+        if info["last_run_status"] == IngestionRun.Status.FAILED and (info["scheduled"] or not scheduled)
+    )
+    stale = sorted(name for name, info in freshness.items() if info["stale"]) if scheduled else []
+    return {
+        "status": "degraded" if failing or stale or broker["status"] == "down" else "ok",
+        "time": now,
+        "database": {"status": "ok", "latency_ms": latency_ms},
+        "broker": broker,
+        "failing_sources": failing,
+        "stale_sources": stale,
+        "sources": freshness,
+    }
 
 
 def _run_brief(run: IngestionRun | None) -> dict[str, Any] | None:

@@ -25,21 +25,6 @@ class IngestionFailed(Exception):
     pass
 
 
-def ingestion_enqueue(*, sources: list[str], trigger: str) -> list[dict[str, str]]:
-    """Hand one task per source to the workers (or, with no broker, run it here). For the
-    interfaces that trigger work: the command, the API and the admin."""
-    queued = []
-    for source in sources:
-        try:
-            task_id = str(ingest_source.delay(source=source, trigger=trigger).id)
-            queued.append({"source": source, "task_id": task_id, "error": ""})
-        except Exception as exc:  # embedded mode runs the task right here and raises its failure
-            if settings.REDIS_URL:
-                raise
-            queued.append({"source": source, "task_id": "", "error": str(exc)})
-    return queued
-
-
 def retry_delay(*, retries: int, retry_after: float | None) -> float:
     """Full-jitter backoff, at least what the upstream asked for, never past the cap (which the
     settings keep below the broker's visibility timeout, so a waiting retry is not redelivered)."""

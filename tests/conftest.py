@@ -47,6 +47,13 @@ def unthrottled(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     cache.clear()
 
 
+@pytest.fixture(autouse=True)
+def triggers_sent_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Triggers are sent when the caller's transaction commits; a test's own transaction never
+    does, so send them at once, as autocommit does outside a test (their timing has its own test)."""
+    monkeypatch.setattr("crypto.services.enqueue.on_commit", lambda send, **kwargs: send())
+
+
 @pytest.fixture
 def http() -> Iterator[responses.RequestsMock]:
     """The network, mocked at the requests seam; any unmocked call fails the test."""

@@ -99,7 +99,7 @@ def test_make_run_offline_serves_the_bundled_data_from_the_embedded_database_and
     assert data["source"] == "csv" and data["data_count"] == 250
     counts = {name: s["records"] for name, s in first.get("/stats")["sources"].items()}
     assert counts == {"coingecko": 100, "coinpaprika": 2500, "csv": 250}
-    # The README's example of an exact decimal, served as PostgreSQL stores it.
+    # The exact decimal docs/api.md shows, served as PostgreSQL stores it.
     btc = [row for row in first.get("/api/quotes/?symbol=btc")["results"] if row["upstream_id"] == "btc-bitcoin"]
     assert [row["price_usd"] for row in btc] == ["29427.918932650417"]
 

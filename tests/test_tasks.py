@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from io import StringIO
+from typing import Any
 
 import pytest
 import responses
@@ -11,7 +12,7 @@ from django.test import override_settings
 
 from crypto.models import IngestionRun
 from tasks.ingest import ingest_source, retry_delay
-from tests.conftest import mock_paprika
+from tests.conftest import FIXTURES, mock_paprika
 
 pytestmark = pytest.mark.django_db
 
@@ -61,3 +62,19 @@ def test_ingest_async_without_a_broker_runs_in_process_and_says_so(http: respons
     call_command("ingest", "--source", "coinpaprika", "--async", stdout=out, stderr=StringIO())
     assert "No REDIS_URL: no broker, so each task runs here" in out.getvalue()
     assert IngestionRun.objects.get().status == "succeeded"
+
+
+def test_a_trigger_is_sent_only_when_the_callers_transaction_commits(
+    monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any, settings: Any
+) -> None:
+    from django.db import transaction
+    from django.db.transaction import on_commit
+
+    from crypto.services.enqueue import ingestion_enqueue
+
+    settings.CSV_SOURCE_PATH = str(FIXTURES / "csv" / "simple_markets.csv")
+    monkeypatch.setattr("crypto.services.enqueue.on_commit", on_commit)
+    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+        [queued] = ingestion_enqueue(sources=["csv"], trigger="api")
+        assert not IngestionRun.objects.exists(), "nothing runs before the caller's transaction commits"
+    assert IngestionRun.objects.get(task_id=queued["task_id"]).status == "succeeded"

@@ -42,8 +42,8 @@ from crypto.models import (
     SchemaDrift,
 )
 from crypto.selectors import quarantined_record_raw
+from crypto.services.enqueue import ingestion_enqueue
 from crypto.sources import source_names
-from tasks.ingest import ingestion_enqueue
 
 
 class _DataViewSet(viewsets.ReadOnlyModelViewSet):

@@ -12,15 +12,17 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from crypto.sources.base import (
-    BadValue,
     Body,
-    Converter,
     FetchContext,
     JsonListSource,
     ParseResult,
     Record,
-    convert_fields,
     record_id,
+)
+from crypto.sources.values import (
+    BadValue,
+    Converter,
+    convert_fields,
     to_datetime,
     to_decimal,
     to_int,

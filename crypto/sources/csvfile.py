@@ -23,18 +23,20 @@ from django.utils.text import slugify
 
 from crypto.sources import coingecko, files
 from crypto.sources.base import (
-    MAX_ID_LENGTH,
-    BadValue,
     Body,
-    Converter,
     FetchContext,
     MalformedBody,
     ParseResult,
     Record,
     Source,
     SourceError,
-    convert_fields,
     describe_json,
+)
+from crypto.sources.values import (
+    MAX_ID_LENGTH,
+    BadValue,
+    Converter,
+    convert_fields,
     to_datetime,
     to_decimal,
     to_text,

@@ -1,4 +1,4 @@
-"""The README's native distributed setup, step by step, against the embedded PostgreSQL server:
+"""The native distributed setup of docs/operations.md, step by step, against the embedded PostgreSQL server:
 dbserver start, migrate, gunicorn, worker, beat and Flower, then dbserver stop."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from tests.processes import ROOT, free_port, wait_for
 
 pytestmark = [pytest.mark.timeout(300)]
 BIN = Path(sys.executable).parent
-# The README's lines, as written there; the test runs them with free ports instead of 8000 and 5555.
+# The lines of docs/operations.md, as written there; the test runs them with free ports instead of 8000 and 5555.
 STEPS = {
     "db": ".venv/bin/python manage.py dbserver start",
     "migrate": ".venv/bin/python manage.py migrate",
@@ -48,10 +48,10 @@ def command(step: str, **ports: int) -> list[str]:
     return [str(BIN / Path(words[0]).name), *words[1:]]
 
 
-def test_the_readme_lists_every_step_of_the_native_setup() -> None:
-    readme = (ROOT / "README.md").read_text()
+def test_the_operations_guide_lists_every_step_of_the_native_setup() -> None:
+    readme = (ROOT / "docs" / "operations.md").read_text()
     missing = [line for line in STEPS.values() if line not in readme]
-    assert not missing, f"the README no longer says: {missing}"
+    assert not missing, f"docs/operations.md no longer says: {missing}"
 
 
 def test_the_native_setup_on_the_embedded_database_serves_and_ingests_every_source(

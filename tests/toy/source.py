@@ -10,13 +10,15 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from crypto.sources.base import (
-    BadValue,
     Body,
     FetchContext,
     JsonListSource,
     ParseResult,
     Record,
     record_id,
+)
+from crypto.sources.values import (
+    BadValue,
     to_datetime,
     to_decimal,
     to_text,

@@ -18,6 +18,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from crypto.models import IngestionRun, LoadedFile
 from crypto.selectors import task_runs_wait
 from crypto.services.backfill import BackfillProgress, backfill_paths, backfill_run
+from crypto.services.enqueue import ingestion_enqueue
 from crypto.services.ingestion import ingestion_run, saved_file
 from crypto.sources import source_names
 from crypto.sources.base import SourceError
@@ -170,7 +171,6 @@ class Command(BaseCommand):
         return fallbacks
 
     def _enqueue(self, sources: tuple[str, ...], *, wait: bool, timeout: float) -> list[IngestionRun]:
-        from tasks.ingest import ingestion_enqueue
 
         if not settings.REDIS_URL:
             self.stdout.write("No REDIS_URL: no broker, so each task runs here, in this process.")
