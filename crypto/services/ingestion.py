@@ -26,7 +26,7 @@ from crypto.services.storage import (
 )
 from crypto.sources import source_get
 from crypto.sources.base import Body, Source
-from crypto.sources.http import HttpClient
+from crypto.sources.http import HttpClient, HttpPolicy
 from crypto.sources.ratelimit import SharedRateLimiter
 
 logger = logging.getLogger(__name__)
@@ -100,9 +100,7 @@ def http_client_build(*, source: Source) -> HttpClient:
             window_seconds=settings.RATE_LIMIT_WINDOW_SECONDS,
             storage_url=settings.REDIS_URL,
         )
-    return HttpClient(
-        name=source.name,
-        before_request=limiter.acquire if limiter else None,
+    policy = HttpPolicy(
         connect_timeout=settings.HTTP_CONNECT_TIMEOUT,
         read_timeout=settings.HTTP_READ_TIMEOUT,
         max_attempts=settings.HTTP_MAX_ATTEMPTS,
@@ -110,6 +108,7 @@ def http_client_build(*, source: Source) -> HttpClient:
         backoff_cap=settings.HTTP_BACKOFF_CAP,
         retry_after_cap=settings.HTTP_RETRY_AFTER_CAP,
     )
+    return HttpClient(policy=policy, name=source.name, before_request=limiter.acquire if limiter else None)
 
 
 def file_bodies(*, source: str, path: str) -> Iterator[Body]:

@@ -24,6 +24,8 @@ import requests
 from crypto.metrics import UPSTREAM_CALLS, UPSTREAM_RETRIES
 from crypto.sources.base import SourceError, json_loads
 
+USER_AGENT = "kasparro-crypto-etl/1.0"
+
 logger = logging.getLogger(__name__)
 
 
@@ -110,30 +112,36 @@ def parse_retry_after(headers: Mapping[str, str], *, now: datetime | None = None
     return None
 
 
+@dataclass(frozen=True, kw_only=True)
+class HttpPolicy:
+    """How patient the client is: timeouts on every request, and how transient failures retry."""
+
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
+    max_attempts: int = 5
+    backoff_base: float = 1.0
+    backoff_cap: float = 30.0
+    retry_after_cap: float = 60.0
+
+
 class HttpClient:
     def __init__(
         self,
         *,
-        connect_timeout: float = 5.0,
-        read_timeout: float = 30.0,
-        max_attempts: int = 5,
-        backoff_base: float = 1.0,
-        backoff_cap: float = 30.0,
-        retry_after_cap: float = 60.0,
+        policy: HttpPolicy | None = None,
+        name: str = "upstream",
+        before_request: Callable[[], None] | None = None,
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
-        user_agent: str = "kasparro-crypto-etl/1.0",
-        before_request: Callable[[], None] | None = None,
-        name: str = "upstream",
     ) -> None:
-        self.timeout = (connect_timeout, read_timeout)
-        self.max_attempts = max_attempts
-        self.backoff_base = backoff_base
-        self.backoff_cap = backoff_cap
-        self.retry_after_cap = retry_after_cap
+        policy = policy or HttpPolicy()
+        self.timeout = (policy.connect_timeout, policy.read_timeout)
+        self.max_attempts = policy.max_attempts
+        self.backoff_base = policy.backoff_base
+        self.backoff_cap = policy.backoff_cap
+        self.retry_after_cap = policy.retry_after_cap
         self.session = session or requests.Session()
         self.sleep = sleep
-        self.user_agent = user_agent
         # Called before every attempt, retries included: the shared rate limiter waits here.
         self.before_request = before_request
         self.name = name  # the upstream, as metrics label it
@@ -151,7 +159,7 @@ class HttpClient:
     ) -> JsonResponse:
         """GET a JSON document, retrying what is transient. Raises UpstreamError otherwise."""
         secrets = [v for v in (secret_headers or {}).values() if v]
-        headers = {"Accept": "application/json", "User-Agent": self.user_agent, **(secret_headers or {})}
+        headers = {"Accept": "application/json", "User-Agent": USER_AGENT, **(secret_headers or {})}
         request = requests.Request("GET", url, params=params).prepare()
         shown_url = redact(str(request.url), secrets)
         attempt = 0

@@ -12,6 +12,7 @@ import responses
 
 from crypto.sources.http import (
     HttpClient,
+    HttpPolicy,
     PermanentUpstreamError,
     TransientUpstreamError,
     parse_retry_after,
@@ -33,7 +34,8 @@ def sleeps() -> Sleeps:
 
 @pytest.fixture
 def client(sleeps: Sleeps) -> HttpClient:
-    return HttpClient(max_attempts=4, backoff_base=1.0, backoff_cap=8.0, retry_after_cap=30.0, sleep=sleeps)
+    policy = HttpPolicy(max_attempts=4, backoff_base=1.0, backoff_cap=8.0, retry_after_cap=30.0)
+    return HttpClient(policy=policy, sleep=sleeps)
 
 
 def test_every_request_carries_connect_and_read_timeouts(http: responses.RequestsMock) -> None:
@@ -44,7 +46,7 @@ def test_every_request_carries_connect_and_read_timeouts(http: responses.Request
         return 200, {"Content-Type": "application/json"}, "[]"
 
     http.add_callback(responses.GET, URL, callback=capture)
-    HttpClient(connect_timeout=3, read_timeout=17).get_json(URL)
+    HttpClient(policy=HttpPolicy(connect_timeout=3, read_timeout=17)).get_json(URL)
     assert seen["timeout"] == (3, 17)
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import signal
 import socket
+from concurrent.futures import ThreadPoolExecutor
+from importlib import import_module
 from typing import Any
 
 from django.conf import settings
@@ -44,10 +46,15 @@ class Command(BaseCommand):
             except OSError as exc:
                 raise CommandError(f"127.0.0.1:{options['port']} is taken ({exc.strerror}): use --port") from exc
         server = embedded_server() if settings.EMBEDDED_DATABASE else None
-        try:
-            stop_after = embedded_db.claim(server) if server else False
-        except EmbeddedDatabaseError as exc:
-            raise CommandError(str(exc)) from exc
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            starting = pool.submit(embedded_db.claim, server) if server else None
+            # The web app's modules load while the database starts: neither waits for the other.
+            for module in (settings.ROOT_URLCONF, "crypto.management.commands.ingest"):
+                import_module(module)
+            try:
+                stop_after = starting.result() if starting else False
+            except EmbeddedDatabaseError as exc:
+                raise CommandError(str(exc)) from exc
         if server:
             self.stdout.write(embedded_db.describe(server, base_dir=settings.BASE_DIR), ending="\n")
             self.stdout.flush()
