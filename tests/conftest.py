@@ -47,6 +47,21 @@ def unthrottled(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     cache.clear()
 
 
+@pytest.fixture
+def embedded_home() -> Iterator[Path]:
+    """A folder for an embedded PostgreSQL cluster (its `pgdata`), stopped and removed afterwards.
+    Not under pytest's tmp_path: as root the server runs as another user, who must enter it."""
+    import shutil
+    import tempfile
+
+    from kasparro.embedded_db import EmbeddedPostgres
+
+    path = Path(tempfile.mkdtemp(prefix="kasparro-embedded-test-"))
+    yield path
+    EmbeddedPostgres(data_dir=path / "pgdata", port=0).stop(mode="immediate")
+    shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture(autouse=True)
 def triggers_sent_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """Triggers are sent when the caller's transaction commits; a test's own transaction never

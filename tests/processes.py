@@ -100,6 +100,19 @@ class RedisServer:
         ).stdout.strip()
 
 
+def process_groups_stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM each process's group, wait for it, then SIGKILL what is left of each group (a
+    worker's pool children can outlive their leader)."""
+    for proc in procs:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+    for proc in procs:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(30)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
 class CeleryProcess:
     """`celery -A kasparro worker|beat` in its own process group, its output kept in a log file."""
 

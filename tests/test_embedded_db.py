@@ -4,13 +4,10 @@ stands on when no DATABASE_URL is set."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg2
@@ -20,15 +17,6 @@ from kasparro.embedded_db import EmbeddedDatabaseError, EmbeddedPostgres, free_p
 from tests.processes import ROOT, wait_for
 
 pytestmark = pytest.mark.timeout(180)
-
-
-@pytest.fixture
-def folder() -> Iterator[Path]:
-    # Not pytest's tmp_path alone: as root the server runs as another user, who must reach it.
-    path = Path(tempfile.mkdtemp(prefix="kasparro-embedded-test-"))
-    yield path
-    EmbeddedPostgres(data_dir=path / "pgdata", port=0).stop(mode="immediate")
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def sql(url: str, statement: str) -> list[tuple]:
@@ -48,13 +36,13 @@ def manage(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.
     )
 
 
-def embedded_env(folder: Path, port: int) -> dict[str, str]:
+def embedded_env(embedded_home: Path, port: int) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"}
-    return {**env, "EMBEDDED_DB_DIR": str(folder / "pgdata"), "EMBEDDED_DB_PORT": str(port)}
+    return {**env, "EMBEDDED_DB_DIR": str(embedded_home / "pgdata"), "EMBEDDED_DB_PORT": str(port)}
 
 
-def test_the_server_starts_on_127_0_0_1_keeps_its_data_across_restarts_and_stops(folder: Path) -> None:
-    server = EmbeddedPostgres(data_dir=folder / "pgdata", port=free_port())
+def test_the_server_starts_on_127_0_0_1_keeps_its_data_across_restarts_and_stops(embedded_home: Path) -> None:
+    server = EmbeddedPostgres(data_dir=embedded_home / "pgdata", port=free_port())
     assert server.start() is True
     assert server.start() is False  # already running: reused, not started twice
     sql(server.url("postgres"), "CREATE TABLE kept (n int); INSERT INTO kept VALUES (42)")
@@ -68,8 +56,8 @@ def test_the_server_starts_on_127_0_0_1_keeps_its_data_across_restarts_and_stops
     server.stop()
 
 
-def test_a_server_killed_outright_leaves_a_pid_file_that_does_not_block_the_next_start(folder: Path) -> None:
-    server = EmbeddedPostgres(data_dir=folder / "pgdata", port=free_port())
+def test_a_server_killed_outright_leaves_a_pid_file_that_does_not_block_the_next_start(embedded_home: Path) -> None:
+    server = EmbeddedPostgres(data_dir=embedded_home / "pgdata", port=free_port())
     server.start()
     pid = server.running_pid()
     assert pid is not None
@@ -86,20 +74,20 @@ def test_a_server_killed_outright_leaves_a_pid_file_that_does_not_block_the_next
     server.stop()
 
 
-def test_a_port_taken_by_another_program_stops_the_start_with_a_line_that_says_what_to_do(folder: Path) -> None:
+def test_a_port_taken_by_another_program_stops_the_start_with_a_line_that_says_what_to_do(embedded_home: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        server = EmbeddedPostgres(data_dir=folder / "pgdata", port=port)
+        server = EmbeddedPostgres(data_dir=embedded_home / "pgdata", port=port)
         with pytest.raises(EmbeddedDatabaseError, match=f"127.0.0.1:{port} is taken by another program: set EMBEDDED"):
             server.start()
     assert server.running_pid() is None
 
 
-def test_dbserver_run_gives_the_command_the_embedded_database_and_stops_the_server_after(folder: Path) -> None:
+def test_dbserver_run_gives_the_command_the_embedded_database_and_stops_the_server_after(embedded_home: Path) -> None:
     port = free_port()
-    env = embedded_env(folder, port)
+    env = embedded_env(embedded_home, port)
     probe = "import os, psycopg2; psycopg2.connect(os.environ['DATABASE_URL'].replace('/kasparro', '/postgres')); "
     probe += "print('child saw', os.environ['DATABASE_URL'])"
     result = manage("dbserver", "run", "--", sys.executable, "-c", probe, env=env)
@@ -107,23 +95,25 @@ def test_dbserver_run_gives_the_command_the_embedded_database_and_stops_the_serv
     assert "Database: embedded PostgreSQL 18" in result.stdout
     assert f"child saw postgres://postgres@127.0.0.1:{port}/kasparro" in result.stdout
     assert "Stopped the embedded PostgreSQL" in result.stdout
-    assert EmbeddedPostgres(data_dir=folder / "pgdata", port=port).running_pid() is None
+    assert EmbeddedPostgres(data_dir=embedded_home / "pgdata", port=port).running_pid() is None
 
     failing = manage("dbserver", "run", "--", sys.executable, "-c", "raise SystemExit(3)", env=env)
     assert failing.returncode == 3  # the command's status, and the server stopped all the same
-    assert EmbeddedPostgres(data_dir=folder / "pgdata", port=port).running_pid() is None
+    assert EmbeddedPostgres(data_dir=embedded_home / "pgdata", port=port).running_pid() is None
 
 
-def test_dbserver_run_leaves_a_server_started_by_hand_running_and_stops_one_a_killed_run_left(folder: Path) -> None:
+def test_dbserver_run_leaves_a_server_started_by_hand_running_and_stops_one_a_killed_run_left(
+    embedded_home: Path,
+) -> None:
     port = free_port()
-    env = embedded_env(folder, port)
-    server = EmbeddedPostgres(data_dir=folder / "pgdata", port=port)
+    env = embedded_env(embedded_home, port)
+    server = EmbeddedPostgres(data_dir=embedded_home / "pgdata", port=port)
     assert manage("dbserver", "start", env=env).returncode == 0
     assert manage("dbserver", "run", "--", "true", env=env).returncode == 0
     assert server.running_pid() is not None  # `dbserver start` means: keep it running
 
     # A run killed before it could stop its server left its pid as the owner.
-    owner = folder / ".pgdata.owner"
+    owner = embedded_home / ".pgdata.owner"
     dead = subprocess.Popen(["true"])
     dead.wait()
     owner.write_text(str(dead.pid))
@@ -134,8 +124,8 @@ def test_dbserver_run_leaves_a_server_started_by_hand_running_and_stops_one_a_ki
     assert status.returncode == 1 and "not running" in status.stdout
 
 
-def test_a_command_with_no_database_to_reach_says_what_to_run_in_one_line(folder: Path) -> None:
-    env = {**embedded_env(folder, free_port()), "DJANGO_SECRET_KEY": "test-only"}
+def test_a_command_with_no_database_to_reach_says_what_to_run_in_one_line(embedded_home: Path) -> None:
+    env = {**embedded_env(embedded_home, free_port()), "DJANGO_SECRET_KEY": "test-only"}
     result = manage("ingest", "--source", "csv", env=env)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr

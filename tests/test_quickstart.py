@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +19,6 @@ from kasparro.embedded_db import EmbeddedPostgres, free_port
 from tests.processes import ROOT, wait_for
 
 pytestmark = pytest.mark.timeout(600)
-
-
-@pytest.fixture
-def folder() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="kasparro-quickstart-"))
-    yield path
-    EmbeddedPostgres(data_dir=path / "pgdata", port=0).stop(mode="immediate")
-    shutil.rmtree(path, ignore_errors=True)
 
 
 class MakeRun:
@@ -72,13 +61,13 @@ class MakeRun:
 
 
 def test_make_run_offline_serves_the_bundled_data_from_the_embedded_database_and_ctrl_c_stops_all(
-    folder: Path,
+    embedded_home: Path,
 ) -> None:
     db_port = free_port()
     env = {key: value for key, value in os.environ.items() if key not in {"DATABASE_URL", "REDIS_URL"}}
     env.update(
         {
-            "EMBEDDED_DB_DIR": str(folder / "pgdata"),
+            "EMBEDDED_DB_DIR": str(embedded_home / "pgdata"),
             "EMBEDDED_DB_PORT": str(db_port),
             "PORT": str(free_port()),
             # Unreachable upstreams: a closed local port answers at once, like a machine offline.
@@ -88,12 +77,12 @@ def test_make_run_offline_serves_the_bundled_data_from_the_embedded_database_and
         }
     )
     env.pop("CSV_SOURCE_PATH", None)  # make run points it at the bundled CSV
-    server = EmbeddedPostgres(data_dir=folder / "pgdata", port=db_port)
+    server = EmbeddedPostgres(data_dir=embedded_home / "pgdata", port=db_port)
 
-    first = MakeRun(env, folder / "first.log")
+    first = MakeRun(env, embedded_home / "first.log")
     first.wait_serving()
     output = first.output
-    assert f"Database: embedded PostgreSQL 18.6 on 127.0.0.1:{db_port}, data in {folder / 'pgdata'}" in output
+    assert f"Database: embedded PostgreSQL 18.6 on 127.0.0.1:{db_port}, data in {embedded_home / 'pgdata'}" in output
     assert output.count("live fetch failed, so loading the bundled recorded response") == 2
     data = first.get("/data?limit=1")
     assert data["source"] == "csv" and data["data_count"] == 250
@@ -109,7 +98,7 @@ def test_make_run_offline_serves_the_bundled_data_from_the_embedded_database_and
     assert "Stopped the embedded PostgreSQL" in first.output
 
     # A second make run finds the data of the first: the same totals, nothing stored twice.
-    second = MakeRun(env, folder / "second.log")
+    second = MakeRun(env, embedded_home / "second.log")
     second.wait_serving()
     assert {name: s["records"] for name, s in second.get("/stats")["sources"].items()} == counts
     second.ctrl_c()
@@ -117,14 +106,14 @@ def test_make_run_offline_serves_the_bundled_data_from_the_embedded_database_and
 
     # A start that fails leaves nothing running either: a step failing after the database started
     # (a CSV file that is not there), and a web port that is taken.
-    broken = MakeRun({**env, "CSV_SOURCE_PATH": str(folder / "missing.csv")}, folder / "broken.log")
+    broken = MakeRun({**env, "CSV_SOURCE_PATH": str(embedded_home / "missing.csv")}, embedded_home / "broken.log")
     assert broken.proc.wait(timeout=300) != 0
     assert "csv failed" in broken.output and "Stopped the embedded PostgreSQL" in broken.output
     assert server.running_pid() is None and _group_gone(broken.proc.pid)
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        failed = MakeRun({**env, "PORT": str(taken.getsockname()[1])}, folder / "failed.log")
+        failed = MakeRun({**env, "PORT": str(taken.getsockname()[1])}, embedded_home / "failed.log")
         assert failed.proc.wait(timeout=300) != 0
         assert f"127.0.0.1:{taken.getsockname()[1]} is taken" in failed.output
     assert server.running_pid() is None and _group_gone(failed.proc.pid)

@@ -40,6 +40,17 @@ class Body:
     file_digest: str = ""  # read from a saved file: sha256 of the file's bytes as read (files.read_bytes)
     file_size: int = 0
 
+    @classmethod
+    def answered(cls, response: Any, *, position: int, record_count: int) -> Body:
+        """The body of an upstream's answer (crypto.sources.http.JsonResponse)."""
+        return cls(
+            data=response.data,
+            request=response.url,
+            position=position,
+            fetched_at=response.fetched_at,
+            record_count=record_count,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Record:
@@ -51,17 +62,17 @@ class Record:
     upstream_id: str
     symbol: str
     name: str
-    last_updated: datetime | None
-    price_usd: Decimal | None
-    market_cap_usd: Decimal | None
-    volume_24h_usd: Decimal | None
-    market_cap_rank: int | None
-    circulating_supply: Decimal | None
-    total_supply: Decimal | None
-    max_supply: Decimal | None
-    price_change_24h_usd: Decimal | None
-    price_change_pct_24h: Decimal | None
-    market_cap_change_pct_24h: Decimal | None
+    last_updated: datetime | None = None
+    price_usd: Decimal | None = None
+    market_cap_usd: Decimal | None = None
+    volume_24h_usd: Decimal | None = None
+    market_cap_rank: int | None = None
+    circulating_supply: Decimal | None = None
+    total_supply: Decimal | None = None
+    max_supply: Decimal | None = None
+    price_change_24h_usd: Decimal | None = None
+    price_change_pct_24h: Decimal | None = None
+    market_cap_change_pct_24h: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)

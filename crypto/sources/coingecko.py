@@ -110,13 +110,7 @@ class CoinGecko(JsonListSource):
             records = self.records(response.data)
             if not records:
                 return  # past the last page
-            yield Body(
-                data=response.data,
-                request=response.url,
-                position=page,
-                fetched_at=response.fetched_at,
-                record_count=len(records),
-            )
+            yield Body.answered(response, position=page, record_count=len(records))
             if len(records) < context.per_page:
                 return
 

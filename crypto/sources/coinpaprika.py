@@ -89,13 +89,7 @@ class CoinPaprika(JsonListSource):
         response = context.client.get_json(
             context.base_url + ENDPOINT, params={"quotes": "USD"}, secret_headers=auth_header(context.api_key)
         )
-        yield Body(
-            data=response.data,
-            request=response.url,
-            position=1,
-            fetched_at=response.fetched_at,
-            record_count=len(self.records(response.data)),
-        )
+        yield Body.answered(response, position=1, record_count=len(self.records(response.data)))
 
     def parse_item(self, item: Mapping[str, Any], *, where: str, result: ParseResult) -> None:
         upstream_id = record_id(item, where=where, result=result)

@@ -212,13 +212,6 @@ def parse_simple(values: dict[str, str], *, where: str, result: ParseResult) -> 
             upstream_id=upstream_id,
             symbol=symbol,
             name=name_,
-            market_cap_rank=None,
-            circulating_supply=None,
-            total_supply=None,
-            max_supply=None,
-            price_change_24h_usd=None,
-            price_change_pct_24h=None,
-            market_cap_change_pct_24h=None,
             **converted,
         )
     )

@@ -9,14 +9,14 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import requests
 
 from crypto.models import RawCryptoData
-from tests.processes import ROOT, free_port, wait_for
+from tests.processes import ROOT, free_port, process_groups_stop, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(240)]
 ENTRYPOINT = str(ROOT / "docker" / "entrypoint.sh")
@@ -65,14 +65,7 @@ def stack(stack_env: dict[str, str], tmp_path: Path) -> Iterator[dict[str, subpr
         start("beat")
         yield started
     finally:
-        for proc in started.values():
-            with suppress(ProcessLookupError):  # the group, even if its leader has exited
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in started.values():
-            with suppress(subprocess.TimeoutExpired):
-                proc.wait(30)
-            with suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
+        process_groups_stop(list(started.values()))
 
 
 def web_get(stack_env: dict[str, str], path: str) -> requests.Response | None:

@@ -3,21 +3,15 @@ dbserver start, migrate, gunicorn, worker, beat and Flower, then dbserver stop."
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
-from contextlib import suppress
 from pathlib import Path
 
 import pytest
 import requests
 
 from kasparro.embedded_db import EmbeddedPostgres
-from tests.processes import ROOT, free_port, wait_for
+from tests.processes import ROOT, free_port, process_groups_stop, wait_for
 
 pytestmark = [pytest.mark.timeout(300)]
 BIN = Path(sys.executable).parent
@@ -31,14 +25,6 @@ STEPS = {
     "flower": ".venv/bin/celery -A kasparro flower --address=127.0.0.1 --port=5555",
     "stop": ".venv/bin/python manage.py dbserver stop",
 }
-
-
-@pytest.fixture
-def folder() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="kasparro-native-"))
-    yield path
-    EmbeddedPostgres(data_dir=path / "pgdata", port=0).stop(mode="immediate")
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def command(step: str, **ports: int) -> list[str]:
@@ -55,13 +41,13 @@ def test_the_operations_guide_lists_every_step_of_the_native_setup() -> None:
 
 
 def test_the_native_setup_on_the_embedded_database_serves_and_ingests_every_source(
-    folder: Path, celery_env: dict[str, str]
+    embedded_home: Path, celery_env: dict[str, str]
 ) -> None:
     db_port, web_port, flower_port = free_port(), free_port(), free_port()
     env = {key: value for key, value in celery_env.items() if key not in {"DATABASE_URL", "PROMETHEUS_MULTIPROC_DIR"}}
     env.update(
         {
-            "EMBEDDED_DB_DIR": str(folder / "pgdata"),
+            "EMBEDDED_DB_DIR": str(embedded_home / "pgdata"),
             "EMBEDDED_DB_PORT": str(db_port),
             "FLOWER_BASIC_AUTH": "ops:change-me-now",
             "INGEST_INTERVAL_COINGECKO": "2",
@@ -81,7 +67,7 @@ def test_the_native_setup_on_the_embedded_database_serves_and_ingests_every_sour
     services: dict[str, subprocess.Popen[bytes]] = {}
     try:
         for name in ("web", "worker", "beat", "flower"):
-            log = (folder / f"{name}.log").open("wb")
+            log = (embedded_home / f"{name}.log").open("wb")
             services[name] = subprocess.Popen(
                 command(name, web=web_port, flower=flower_port),
                 cwd=ROOT,
@@ -94,7 +80,7 @@ def test_the_native_setup_on_the_embedded_database_serves_and_ingests_every_sour
 
         def every_source_ingested() -> bool:
             for name, proc in services.items():
-                assert proc.poll() is None, f"{name} exited:\n{(folder / f'{name}.log').read_text()[-2000:]}"
+                assert proc.poll() is None, f"{name} exited:\n{(embedded_home / f'{name}.log').read_text()[-2000:]}"
             try:
                 stats = requests.get(f"{web}/stats", timeout=5).json()
             except (requests.ConnectionError, ValueError):
@@ -107,14 +93,7 @@ def test_the_native_setup_on_the_embedded_database_serves_and_ingests_every_sour
         flower = f"http://127.0.0.1:{flower_port}"
         assert requests.get(flower, auth=("ops", "change-me-now"), timeout=5).status_code == 200
     finally:
-        for proc in services.values():
-            with suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in services.values():
-            with suppress(subprocess.TimeoutExpired):
-                proc.wait(30)
-            with suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
+        process_groups_stop(list(services.values()))
 
     step("stop")
-    assert EmbeddedPostgres(data_dir=folder / "pgdata", port=db_port).running_pid() is None
+    assert EmbeddedPostgres(data_dir=embedded_home / "pgdata", port=db_port).running_pid() is None

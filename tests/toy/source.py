@@ -38,13 +38,7 @@ class ToyMarket(JsonListSource):
 
     def fetch(self, *, context: FetchContext) -> Iterator[Body]:
         response = context.client.get_json(context.base_url + "/prices", params={}, secret_headers={})
-        yield Body(
-            data=response.data,
-            request=response.url,
-            position=1,
-            fetched_at=response.fetched_at,
-            record_count=len(self.records(response.data)),
-        )
+        yield Body.answered(response, position=1, record_count=len(self.records(response.data)))
 
     def parse_item(self, item: Mapping[str, Any], *, where: str, result: ParseResult) -> None:
         upstream_id = record_id(item, where=where, result=result)
@@ -65,15 +59,6 @@ class ToyMarket(JsonListSource):
                 name=to_text(item.get("name")),
                 last_updated=at,
                 price_usd=price,
-                market_cap_usd=None,
-                volume_24h_usd=None,
-                market_cap_rank=None,
-                circulating_supply=None,
-                total_supply=None,
-                max_supply=None,
-                price_change_24h_usd=None,
-                price_change_pct_24h=None,
-                market_cap_change_pct_24h=None,
             )
         )
 
