@@ -141,12 +141,12 @@ def bare_copy_rate(files: list[Path]) -> tuple[float, int]:
     """COPY the normalized rows of `files` into an empty copy of market_quote; (records/s, rows)."""
     from django.db import connection, transaction
 
-    from crypto.models import Asset, RawCryptoData
+    from crypto.models import Asset, RawBody
     from crypto.services.bulk import copy_rows
     from crypto.sources import coinpaprika
 
     asset_ids = dict(Asset.objects.filter(source="coinpaprika").values_list("upstream_id", "id"))
-    raw_id = RawCryptoData.objects.values_list("id", flat=True).first()
+    raw_id = RawBody.objects.values_list("id", flat=True).first()
     out = io.StringIO()
     rows = 0
     for path in files:
@@ -206,7 +206,7 @@ def naive_rate(files: list[Path]) -> tuple[float, int]:
     record, in one transaction per body; (records/s, records)."""
     from django.db import transaction
 
-    from crypto.models import Asset, MarketQuote, RawCryptoData
+    from crypto.models import Asset, MarketQuote, RawBody
     from crypto.sources import coinpaprika
     from crypto.sources.files import modified_at
 
@@ -215,7 +215,7 @@ def naive_rate(files: list[Path]) -> tuple[float, int]:
     for path in files:
         data = orjson.loads(path.read_bytes())
         with transaction.atomic():
-            raw = RawCryptoData.objects.create(
+            raw = RawBody.objects.create(
                 source="coinpaprika",
                 data=data,
                 fetched_at=modified_at(str(path)),

@@ -21,12 +21,12 @@ from crypto.models import (
     LoadedFile,
     MarketQuote,
     QuarantinedRecord,
-    RawCryptoData,
+    RawBody,
     RunBody,
     SchemaDrift,
 )
-from crypto.services.canonical import assets_link, assets_unlink
 from crypto.services.enqueue import ingestion_enqueue
+from crypto.services.links import assets_link, assets_unlink
 from crypto.sources.fingerprint import fingerprint_digest
 
 BODY_PREVIEW_CHARS = 200_000
@@ -177,8 +177,8 @@ class IngestionRunAdmin(ReadOnlyAdmin):
         return "\n".join(f"{flag['kind']}: {flag['message']}" for flag in run.flags) or "-"
 
 
-@admin.register(RawCryptoData)
-class RawCryptoDataAdmin(ReadOnlyAdmin):
+@admin.register(RawBody)
+class RawBodyAdmin(ReadOnlyAdmin):
     list_display = ("id", "source", "fetched_at", "record_count", "position", "run", "short_hash")
     list_select_related = ("run",)  # nullable, so not followed by default: one query per row
     list_filter = ("source", ("fetched_at", admin.DateFieldListFilter))
@@ -197,7 +197,7 @@ class RawCryptoDataAdmin(ReadOnlyAdmin):
         "pretty_data",
     )
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet[RawCryptoData]:
+    def get_queryset(self, request: HttpRequest) -> QuerySet[RawBody]:
         # The list never needs the bodies (up to ~2 MB each); the detail page loads its own.
         queryset = super().get_queryset(request)
         match = request.resolver_match
@@ -205,11 +205,11 @@ class RawCryptoDataAdmin(ReadOnlyAdmin):
         return queryset.defer("data") if on_list else queryset
 
     @admin.display(description="hash")
-    def short_hash(self, raw: RawCryptoData) -> str:
+    def short_hash(self, raw: RawBody) -> str:
         return raw.content_hash[:12]
 
     @admin.display(description="structure (field paths and JSON types)")
-    def structure(self, raw: RawCryptoData) -> str:
+    def structure(self, raw: RawBody) -> str:
         if not raw.fingerprint:
             return "-"
         # Bodies of the same shape share the digest: compare it across bodies at a glance.
@@ -218,7 +218,7 @@ class RawCryptoDataAdmin(ReadOnlyAdmin):
         return format_html('shape {}<pre style="max-height:20em;overflow:auto">{}</pre>', shape, text)
 
     @admin.display(description="body (as received)")
-    def pretty_data(self, raw: RawCryptoData) -> str:
+    def pretty_data(self, raw: RawBody) -> str:
         text = json.dumps(raw.data, indent=2, ensure_ascii=False)
         if len(text) > BODY_PREVIEW_CHARS:
             text = text[:BODY_PREVIEW_CHARS] + f"\n... ({len(text) - BODY_PREVIEW_CHARS} more characters)"

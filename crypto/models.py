@@ -54,8 +54,8 @@ class IngestionRun(models.Model):
     comparison = models.JSONField(default=dict, blank=True)
     # Anomalies found after the run: [{"kind": ..., "message": ...}].
     flags = models.JSONField(default=list, blank=True)
-    bodies: models.ManyToManyField[RawCryptoData, RunBody] = models.ManyToManyField(
-        "RawCryptoData", through="RunBody", related_name="runs"
+    bodies: models.ManyToManyField[RawBody, RunBody] = models.ManyToManyField(
+        "RawBody", through="RunBody", related_name="runs"
     )
 
     class Meta:
@@ -85,7 +85,7 @@ class IngestionRun(models.Model):
         return round((self.finished_at - self.started_at).total_seconds(), 3)
 
 
-class RawCryptoData(models.Model):
+class RawBody(models.Model):
     """One upstream response body as received: a CoinGecko page, a CoinPaprika /tickers call,
     a CSV chunk. Stored once per source: a body with the same content hash is not stored again."""
 
@@ -119,7 +119,7 @@ class RawCryptoData(models.Model):
         indexes = [
             models.Index(fields=["source", "-fetched_at"], name="raw_source_fetched"),
             models.Index(fields=["-fetched_at", "-id"], name="raw_fetched_id"),
-            # The previous body at a position, for schema drift (crypto/services/quality.py).
+            # The previous body at a position, for schema drift (crypto/services/validation.py).
             models.Index(
                 fields=["source", "position", "-id"],
                 condition=models.Q(fingerprint__isnull=False),
@@ -136,7 +136,7 @@ class RunBody(models.Model):
     dataset is all of them, even when none was new."""
 
     run = models.ForeignKey(IngestionRun, on_delete=models.CASCADE)
-    raw = models.ForeignKey(RawCryptoData, on_delete=models.CASCADE)
+    raw = models.ForeignKey(RawBody, on_delete=models.CASCADE)
     position = models.PositiveIntegerField()
     fetched_at = models.DateTimeField()
 
@@ -277,7 +277,7 @@ class MarketQuote(models.Model):
     price_change_pct_24h = _percent()
     market_cap_change_pct_24h = _percent()
     raw = models.ForeignKey(
-        RawCryptoData,
+        RawBody,
         null=True,
         blank=True,
         on_delete=models.SET_NULL,
@@ -344,7 +344,7 @@ class QuarantinedRecord(models.Model):
 
     source = models.CharField(max_length=SOURCE_NAME_LENGTH, choices=source_choices)
     run = models.ForeignKey(IngestionRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="quarantined")
-    raw = models.ForeignKey(RawCryptoData, on_delete=models.CASCADE, related_name="quarantined")
+    raw = models.ForeignKey(RawBody, on_delete=models.CASCADE, related_name="quarantined")
     where = models.CharField(max_length=100, help_text="`record 12` or `line 40`")
     index = models.PositiveIntegerField(null=True, blank=True, help_text="place in the body's list of records")
     reason = models.TextField()
@@ -367,8 +367,8 @@ class SchemaDrift(models.Model):
         WARNING = "warning", "warning: fields we normalize"
 
     source = models.CharField(max_length=SOURCE_NAME_LENGTH, choices=source_choices)
-    raw = models.ForeignKey(RawCryptoData, on_delete=models.CASCADE, related_name="drifts")
-    previous = models.ForeignKey(RawCryptoData, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    raw = models.ForeignKey(RawBody, on_delete=models.CASCADE, related_name="drifts")
+    previous = models.ForeignKey(RawBody, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     run = models.ForeignKey(IngestionRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="drifts")
     severity = models.CharField(max_length=8, choices=Severity.choices)
     added = models.JSONField(default=list, blank=True)

@@ -15,7 +15,7 @@ from django.db.models.expressions import RawSQL
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
-from crypto.models import IngestionRun, QuarantinedRecord, RawCryptoData, RunBody, SchemaDrift, SourceTotals
+from crypto.models import IngestionRun, QuarantinedRecord, RawBody, RunBody, SchemaDrift, SourceTotals
 from crypto.services.schedules import periodic_task_name
 from crypto.sources import source_get, source_names, sources
 
@@ -214,7 +214,7 @@ def _records_slice(*, raw_id: int, path: str, count: int, start: int = 0) -> tup
     parsed to show a hundred records.
     """
     items, header = (
-        RawCryptoData.objects.filter(pk=raw_id)
+        RawBody.objects.filter(pk=raw_id)
         .annotate(
             part=RawSQL(
                 "jsonb_path_query_array(data, %s)",

@@ -6,7 +6,7 @@ import pytest
 import responses
 from django.test import Client
 
-from crypto.models import Asset, IngestionRun, MarketQuote, RawCryptoData
+from crypto.models import Asset, IngestionRun, MarketQuote, RawBody
 from crypto.services.ingestion import ingestion_run, saved_file
 from tests.conftest import mock_gecko_two_pages
 
@@ -20,16 +20,16 @@ def ingested(http: responses.RequestsMock) -> IngestionRun:
 
 
 def test_admin_needs_a_staff_login(client: Client) -> None:
-    response = client.get("/admin/crypto/rawcryptodata/")
+    response = client.get("/admin/crypto/rawbody/")
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
 
 
 def test_raw_bodies_list_filters_and_pretty_prints_the_body(admin_client: Client, ingested: IngestionRun) -> None:
-    listing = admin_client.get("/admin/crypto/rawcryptodata/?source=coingecko")
+    listing = admin_client.get("/admin/crypto/rawbody/?source=coingecko")
     assert listing.status_code == 200 and b"250" in listing.content
-    raw = RawCryptoData.objects.order_by("position").first()
+    raw = RawBody.objects.order_by("position").first()
     assert raw is not None
-    detail = admin_client.get(f"/admin/crypto/rawcryptodata/{raw.pk}/change/")
+    detail = admin_client.get(f"/admin/crypto/rawbody/{raw.pk}/change/")
     assert detail.status_code == 200
     assert b"&quot;id&quot;: &quot;bitcoin&quot;," in detail.content, "indented JSON, HTML-escaped"
     assert b"shape " in detail.content and b"current_price: {" in detail.content, "its structure"
@@ -59,7 +59,7 @@ def test_normalized_data_is_searchable_by_symbol_name_and_upstream_id(
 
 
 def test_data_cannot_be_hand_edited_in_the_admin(admin_client: Client, ingested: IngestionRun) -> None:
-    assert admin_client.get("/admin/crypto/rawcryptodata/add/").status_code == 403
+    assert admin_client.get("/admin/crypto/rawbody/add/").status_code == 403
     assert admin_client.get("/admin/crypto/marketquote/add/").status_code == 403
 
 
@@ -82,7 +82,7 @@ def test_pages_that_name_raw_bodies_never_load_them_and_the_raw_list_loads_runs_
     ingestion_run(source="coingecko", trigger="file", origin=saved_file(path=str(saved)))
     quote = MarketQuote.objects.first()
     pages = [
-        "/admin/crypto/rawcryptodata/",
+        "/admin/crypto/rawbody/",
         "/admin/crypto/marketquote/",
         f"/admin/crypto/ingestionrun/{ingested.pk}/change/",
         f"/admin/crypto/marketquote/{quote.pk}/change/",
@@ -94,7 +94,7 @@ def test_pages_that_name_raw_bodies_never_load_them_and_the_raw_list_loads_runs_
             assert admin_client.get(page).status_code == 200, page
         loading_bodies = [q["sql"] for q in queries if '"raw_crypto_data"."data"' in q["sql"]]
         assert loading_bodies == [], page
-        if page.endswith("rawcryptodata/"):
+        if page.endswith("rawbody/"):
             assert not [q for q in queries if q["sql"].startswith('SELECT "ingestion_run"')], "runs are joined"
     with CaptureQueriesContext(connection) as queries:
         assert admin_client.get("/admin/crypto/marketquote/").status_code == 200

@@ -15,7 +15,7 @@ import pytest
 import responses
 from django.core.management import CommandError, call_command
 
-from crypto.models import Asset, IngestionRun, LoadedFile, MarketQuote, RawCryptoData
+from crypto.models import Asset, IngestionRun, LoadedFile, MarketQuote, RawBody
 from crypto.services.ingestion import ingestion_run, saved_file
 from tests.conftest import GECKO_PAGE, GECKO_SMALL, PAPRIKA, UPSTREAM, mock_gecko_two_pages, mock_paprika, upstream_json
 
@@ -49,15 +49,15 @@ def test_a_folder_loads_every_body_oldest_first_gzip_included_with_progress(tmp_
     out, err = ingest("--source", "coinpaprika", "--file", str(tmp_path / "saved"))
     assert "loading 4 files" in out and "4 succeeded (4 bodies stored, 0 already stored)" in out
     assert "files 4/4" in err and "records/s" in err and "ETA" in err
-    assert RawCryptoData.objects.count() == 4 and MarketQuote.objects.count() == 200
-    fetched = list(RawCryptoData.objects.order_by("id").values_list("fetched_at", flat=True))
+    assert RawBody.objects.count() == 4 and MarketQuote.objects.count() == 200
+    fetched = list(RawBody.objects.order_by("id").values_list("fetched_at", flat=True))
     assert fetched == sorted(fetched), "loaded in timestamp order"
 
 
 def test_a_glob_selects_files(tmp_path: Path) -> None:
     archive(tmp_path / "saved")
     ingest("--source", "coinpaprika", "--file", str(tmp_path / "saved" / "*.gz"))
-    assert RawCryptoData.objects.count() == 2
+    assert RawBody.objects.count() == 2
 
 
 def test_an_interrupted_backfill_resumes_without_loading_anything_twice(tmp_path: Path) -> None:
@@ -69,7 +69,7 @@ def test_an_interrupted_backfill_resumes_without_loading_anything_twice(tmp_path
     ingest("--source", "coinpaprika", "--file", str(partial))  # "interrupted" after two files
     out, _ = ingest("--source", "coinpaprika", "--file", str(tmp_path / "saved"))
     assert "2 files already loaded, skipped; 2 succeeded (2 bodies stored, 0 already stored)" in out
-    assert RawCryptoData.objects.count() == 4 and MarketQuote.objects.count() == 200
+    assert RawBody.objects.count() == 4 and MarketQuote.objects.count() == 200
     out, _ = ingest("--source", "coinpaprika", "--file", str(tmp_path / "saved"))
     assert "4 files already loaded, skipped; 0 succeeded" in out
 
@@ -87,7 +87,7 @@ def test_a_file_already_loaded_is_known_by_its_bytes_wherever_it_lies(tmp_path: 
     moved.write_bytes(orjson.dumps(orjson.loads(path.read_bytes()), option=orjson.OPT_INDENT_2))
     ingest("--source", "coinpaprika", "--file", str(moved))
     assert IngestionRun.objects.order_by("id").last().raw_duplicates == 1
-    assert RawCryptoData.objects.count() == 1 and LoadedFile.objects.count() == 2
+    assert RawBody.objects.count() == 1 and LoadedFile.objects.count() == 2
 
 
 def test_a_file_changed_while_its_run_loads_it_is_known_by_the_bytes_that_were_loaded(
@@ -109,7 +109,7 @@ def test_a_file_changed_while_its_run_loads_it_is_known_by_the_bytes_that_were_l
     monkeypatch.undo()
     assert LoadedFile.objects.get().digest == hashlib.sha256(loaded_bytes).hexdigest()
     ingest("--source", "coinpaprika", "--file", str(first))
-    assert RawCryptoData.objects.count() == 2, "the new content is loaded, not taken for loaded"
+    assert RawBody.objects.count() == 2, "the new content is loaded, not taken for loaded"
     assert LoadedFile.objects.count() == 2
 
 
@@ -126,7 +126,7 @@ def test_a_bad_file_fails_its_own_run_and_the_command_but_not_the_others(tmp_pat
     (tmp_path / "saved" / "broken.json").write_text('{"error": "rate limited"}')
     with pytest.raises(CommandError, match="coinpaprika failed .*JSON list of tickers"):
         ingest("--source", "coinpaprika", "--file", str(tmp_path / "saved"))
-    assert RawCryptoData.objects.count() == 2
+    assert RawBody.objects.count() == 2
 
 
 def test_a_target_with_nothing_to_load_is_a_clear_error(tmp_path: Path) -> None:
@@ -205,7 +205,7 @@ def test_two_processes_backfilling_the_same_archive_load_one_copy_of_everything(
     ]
     outputs = [proc.communicate(timeout=180) for proc in both]
     assert [proc.returncode for proc in both] == [0, 0], outputs
-    assert RawCryptoData.objects.count() == 6 and MarketQuote.objects.count() == 300
+    assert RawBody.objects.count() == 6 and MarketQuote.objects.count() == 300
     stored = sum(run.raw_stored for run in IngestionRun.objects.filter(status="succeeded"))
     assert stored == 6 and not IngestionRun.objects.exclude(status="succeeded").exists()
     # Each file was loaded by one process and, by the other, either skipped as loaded or found stored.
@@ -227,13 +227,13 @@ def test_the_read_ahead_process_loads_exactly_what_a_run_reading_its_own_file_lo
         return (
             normalized(),
             sorted(QuarantinedRecord.objects.values_list("where", "index", "reason")),
-            sorted(RawCryptoData.objects.values_list("content_hash", "fingerprint", "record_count")),
+            sorted(RawBody.objects.values_list("content_hash", "fingerprint", "record_count")),
             sorted(SchemaDrift.objects.values_list("summary", "severity")),
         )
 
     ingest("--source", "coinpaprika", "--file", str(tmp_path / "saved"))  # three files: read ahead
     ahead = loaded()
-    for model in (QuarantinedRecord, MarketQuote, Asset, LoadedFile, RawCryptoData):
+    for model in (QuarantinedRecord, MarketQuote, Asset, LoadedFile, RawBody):
         model.objects.all().delete()
     for path in paths:  # one file at a time: each run reads its own
         ingest("--source", "coinpaprika", "--file", str(path))

@@ -13,11 +13,11 @@ import orjson
 import pytest
 from django.test import Client
 
-from crypto.models import Asset, IngestionRun, MarketQuote, QuarantinedRecord, RawCryptoData, SchemaDrift
-from crypto.services.canonical import links_refresh
+from crypto.models import Asset, IngestionRun, MarketQuote, QuarantinedRecord, RawBody, SchemaDrift
 from crypto.services.ingestion import Origin, ingestion_run, saved_file
+from crypto.services.links import links_refresh
 from tests.conftest import GECKO_PAGE, PAPRIKA, upstream_json
-from tests.test_linking_rule import EXPECTED
+from tests.test_link_rule import EXPECTED
 
 pytestmark = pytest.mark.django_db
 
@@ -59,7 +59,7 @@ def test_invalid_records_are_quarantined_with_reason_and_raw_reference_and_good_
     run = load(tmp_path, "coinpaprika", body)
     assert run.status == "succeeded", run.error
     assert run.records_rejected == 4 and run.rows_upserted == 2496
-    raw = RawCryptoData.objects.get()
+    raw = RawBody.objects.get()
     quarantined = list(QuarantinedRecord.objects.order_by("index"))
     assert [q.index for q in quarantined] == [3, 4, 5, 6]
     assert {(q.raw_id, q.run_id) for q in quarantined} == {(raw.pk, run.pk)}
@@ -78,7 +78,7 @@ def test_a_body_where_most_records_are_invalid_fails_the_run_instead(tmp_path: P
     run = load(tmp_path, "coinpaprika", krw)
     assert run.status == "failed" and "2500 of 2500 records are invalid" in run.error
     assert "QUARANTINE_MAX_FRACTION=0.5" in run.error and run.records_rejected == 2500
-    assert not RawCryptoData.objects.exists() and not QuarantinedRecord.objects.exists()
+    assert not RawBody.objects.exists() and not QuarantinedRecord.objects.exists()
     assert not MarketQuote.objects.exists()
 
     settings.QUARANTINE_MAX_FRACTION = 1.0
@@ -314,7 +314,7 @@ def dataclass_replace(obj: Any, **changes: Any) -> Any:
 
 def test_linking_two_assets_already_on_coins_leaves_no_one_sided_coin(admin_client: Client) -> None:
     from crypto.models import CanonicalAsset
-    from crypto.services.canonical import assets_link
+    from crypto.services.links import assets_link
 
     a, b = (Asset.objects.create(source="coingecko", upstream_id=u, symbol="a", name=u) for u in ("a1", "a2"))
     p, q = (Asset.objects.create(source="coinpaprika", upstream_id=u, symbol="A", name=u) for u in ("p1", "p2"))

@@ -12,7 +12,7 @@ import pytest
 import responses
 from django.core.management import CommandError, call_command
 
-from crypto.models import IngestionRun, RawCryptoData
+from crypto.models import IngestionRun, RawBody
 from tests.conftest import FIXTURES, PAPRIKA, UPSTREAM, database_url, mock_gecko_two_pages, mock_paprika
 
 pytestmark = pytest.mark.django_db
@@ -50,7 +50,7 @@ def test_file_loads_a_saved_body_through_the_same_pipeline() -> None:
     assert "coinpaprika  succeeded      2500" in out
     run = IngestionRun.objects.get()
     assert run.trigger == "file"
-    assert RawCryptoData.objects.get().request.startswith("file:")
+    assert RawBody.objects.get().request.startswith("file:")
 
 
 def test_file_needs_one_source() -> None:

@@ -14,7 +14,7 @@ from django.core.management import call_command
 from django.test import Client
 from django_celery_beat.models import PeriodicTask
 
-from crypto.models import IngestionRun, MarketQuote, QuarantinedRecord, RawCryptoData
+from crypto.models import IngestionRun, MarketQuote, QuarantinedRecord, RawBody
 from crypto.services.schedules import schedules_sync
 from tests.toy.settings import TOY_SETTINGS
 
@@ -45,7 +45,7 @@ def test_a_source_in_one_module_ingests_through_the_command_and_is_served_by_the
     assert "toy: body 1: 3 records, 2 rows upserted, 1 rejected" in out.getvalue()
     run = IngestionRun.objects.get(source="toy")
     assert run.status == IngestionRun.Status.SUCCEEDED and run.trigger == IngestionRun.Trigger.CLI
-    assert RawCryptoData.objects.get(source="toy").data == TOY_BODY  # stored as received
+    assert RawBody.objects.get(source="toy").data == TOY_BODY  # stored as received
     assert QuarantinedRecord.objects.get(source="toy").index == 2
 
     data = client.get("/data", {"source": "toy"}).json()
@@ -63,7 +63,7 @@ def test_a_source_in_one_module_is_listed_and_ingested_again_from_the_admin_and_
 ) -> None:
     call_command("ingest", source="toy", stdout=StringIO())
     run = IngestionRun.objects.get(source="toy")
-    listing = admin_client.get("/admin/crypto/rawcryptodata/", {"source": "toy"})
+    listing = admin_client.get("/admin/crypto/rawbody/", {"source": "toy"})
     assert listing.status_code == 200 and "Toy market" in listing.content.decode()
 
     response = admin_client.post(

@@ -38,7 +38,7 @@ from crypto.models import (
     IngestionRun,
     MarketQuote,
     QuarantinedRecord,
-    RawCryptoData,
+    RawBody,
     SchemaDrift,
 )
 from crypto.selectors import quarantined_record_raw
@@ -130,12 +130,12 @@ class RunViewSet(mixins.CreateModelMixin, _DataViewSet):
 class RawViewSet(_DataViewSet):
     """Stored upstream bodies: listed without their bodies; one row with its body."""
 
-    queryset = RawCryptoData.objects.all()
+    queryset = RawBody.objects.all()
     filterset_class = RawFilter
     keyset_orderings = orderings("fetched_at")
     keyset_default = "-fetched_at"
 
-    def get_queryset(self) -> QuerySet[RawCryptoData]:
+    def get_queryset(self) -> QuerySet[RawBody]:
         queryset = super().get_queryset()
         return queryset.defer("data") if self.action == "list" else queryset
 

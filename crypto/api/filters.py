@@ -13,7 +13,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.utils.choices import CallableChoiceIterator
 
-from crypto.models import Asset, IngestionRun, MarketQuote, QuarantinedRecord, RawCryptoData, SchemaDrift
+from crypto.models import Asset, IngestionRun, MarketQuote, QuarantinedRecord, RawBody, SchemaDrift
 from crypto.sources import source_choices
 
 BIGINT_MAX = 2**63 - 1
@@ -124,7 +124,7 @@ class RawFilter(SourceFilterSet):
     until = time_filter("fetched_at", "lt", "Fetched before this time (ISO 8601).")
 
     class Meta:
-        model = RawCryptoData
+        model = RawBody
         fields: list[str] = []
 
 

@@ -18,7 +18,7 @@ from crypto.models import (
     IngestionRun,
     MarketQuote,
     QuarantinedRecord,
-    RawCryptoData,
+    RawBody,
     SchemaDrift,
 )
 from crypto.sources import source_choices
@@ -204,7 +204,7 @@ class CanonicalAssetSerializer(serializers.ModelSerializer):
 
 class RawListSerializer(serializers.ModelSerializer):
     class Meta:
-        model = RawCryptoData
+        model = RawBody
         fields = ["id", "source", "fetched_at", "record_count", "content_hash", "request", "position", "run"]
         read_only_fields = fields
 

@@ -16,7 +16,6 @@ from django.conf import settings
 
 from crypto.models import IngestionRun
 from crypto.services.lifecycle import Progress, RunRequest, run_lifecycle
-from crypto.services.quality import drift_detect, quarantine_store, quarantine_threshold_check
 from crypto.services.storage import (
     PreparedBody,
     body_prepare,
@@ -24,6 +23,7 @@ from crypto.services.storage import (
     loaded_file_record,
     raw_body_store,
 )
+from crypto.services.validation import drift_detect, quarantine_store, quarantine_threshold_check
 from crypto.sources import source_get
 from crypto.sources.base import Body, Source
 from crypto.sources.http import HttpClient, HttpPolicy

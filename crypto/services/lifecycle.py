@@ -20,8 +20,8 @@ from django.utils import timezone
 from crypto.log_context import log_context
 from crypto.metrics import LAST_SUCCESS, RECORDS_FETCHED, ROWS_UPSERTED, RUN_SECONDS, RUNS
 from crypto.models import IngestionRun
-from crypto.services.canonical import links_refresh
-from crypto.services.checks import run_checks
+from crypto.services.anomalies import run_checks
+from crypto.services.links import links_refresh
 from crypto.services.locks import (
     advisory_xact_lock_try,
     advisory_xact_lock_wait,

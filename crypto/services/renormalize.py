@@ -15,10 +15,10 @@ from datetime import datetime
 
 from django.db import transaction
 
-from crypto.models import RawCryptoData
+from crypto.models import RawBody
 from crypto.services.locks import advisory_xact_lock_wait
-from crypto.services.quality import quarantine_replace
 from crypto.services.storage import records_upsert
+from crypto.services.validation import quarantine_replace
 from crypto.sources import source_get, source_names
 
 
@@ -38,7 +38,7 @@ def renormalize_run(
     batch_bodies: int = 20,
     on_batch: Callable[[RenormalizeProgress], None] | None = None,
 ) -> RenormalizeProgress:
-    raws = RawCryptoData.objects.all()
+    raws = RawBody.objects.all()
     if source:
         raws = raws.filter(source=source)
     if since:
@@ -50,7 +50,7 @@ def renormalize_run(
         with transaction.atomic():
             for name in sorted({src for _, src in batch} & set(source_names())):
                 advisory_xact_lock_wait(name=f"ingest:{name}")
-            for raw in RawCryptoData.objects.filter(pk__in=[pk for pk, _ in batch]).order_by("id"):
+            for raw in RawBody.objects.filter(pk__in=[pk for pk, _ in batch]).order_by("id"):
                 parsed = source_get(name=raw.source).parse(data=raw.data)
                 quarantine_replace(source=raw.source, raw_id=raw.pk, run_id=raw.run_id, problems=parsed.problems)
                 progress.rows_upserted += records_upsert(

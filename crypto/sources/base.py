@@ -127,7 +127,7 @@ class Source:
     calls_per_minute_setting: ClassVar[str | None] = None
     # What a saved file of this source is called, for backfills of folders and globs.
     file_suffixes: ClassVar[tuple[str, ...]] = (".json", ".json.gz")
-    # Whether its assets are linked to the same coins of other sources (crypto/linking.py).
+    # Whether its assets are linked to the same coins of other sources (crypto/link_rule.py).
     linked: ClassVar[bool] = False
     # Whether a backfill may read and parse its next file ahead, in another process (a file that
     # is streamed chunk by chunk, of any size, is not).

@@ -223,12 +223,12 @@ def test_stats_aggregates_per_source(api: Client, http: responses.RequestsMock) 
 def test_stats_is_computed_by_a_fixed_number_of_queries(
     api: Client, http: responses.RequestsMock, django_assert_max_num_queries
 ) -> None:
-    from crypto.models import RawCryptoData, SchemaDrift
+    from crypto.models import RawBody, SchemaDrift
 
     mock_paprika(http)
     for _ in range(3):
         ingestion_run(source="coinpaprika", trigger="cli")
-    raw = RawCryptoData.objects.first()
+    raw = RawBody.objects.first()
     for source in ("coinpaprika", "coingecko", "csv"):  # drift of every source: still no query per source
         SchemaDrift.objects.create(source=source, raw=raw, severity="info", summary="added x")
     with django_assert_max_num_queries(10):

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from crypto.models import RawCryptoData
+from crypto.models import RawBody
 from tests.processes import ROOT, free_port, process_groups_stop, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(240)]
@@ -102,7 +102,7 @@ def test_web_worker_beat_and_flower_from_the_entry_script_serve_and_ingest_end_t
         body = wait_for(healthy, timeout=90, what="gunicorn to serve /health with a worker seen")
         assert body["database"]["status"] == "ok" and body["broker"]["status"] == "ok"
         wait_for(
-            lambda: {"coingecko", "coinpaprika", "csv"} <= set(RawCryptoData.objects.values_list("source", flat=True)),
+            lambda: {"coingecko", "coinpaprika", "csv"} <= set(RawBody.objects.values_list("source", flat=True)),
             timeout=90,
             what="beat and the worker to ingest every source",
         )

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import pytest
 from django.test import override_settings
 
-from crypto.models import IngestionRun, MarketQuote, RawCryptoData
+from crypto.models import IngestionRun, MarketQuote, RawBody
 from crypto.services.schedules import schedules_sync
 from tests.distributed.conftest import GECKO_PATH, PAPRIKA_PATH, send_task
 from tests.processes import ROOT, CeleryProcess, RedisServer, StubUpstream, wait_for
@@ -45,7 +45,7 @@ def test_beat_dispatches_every_source_to_a_worker_and_a_second_beat_stands_by(
     second = processes("beat", celery_env, "beat2")
 
     wait_for(
-        lambda: {"coingecko", "coinpaprika", "csv"} <= set(RawCryptoData.objects.values_list("source", flat=True)),
+        lambda: {"coingecko", "coinpaprika", "csv"} <= set(RawBody.objects.values_list("source", flat=True)),
         timeout=60,
         what="rows from every source",
     )
@@ -57,7 +57,7 @@ def test_beat_dispatches_every_source_to_a_worker_and_a_second_beat_stands_by(
     assert IngestionRun.objects.filter(trigger="task").exclude(task_id="").count() >= 4
     wait_for(lambda: "stands by" in second.output(), timeout=20, what="the second beat to stand by")
     assert "Sending due task" not in second.output(), "only the leading beat dispatches"
-    assert RawCryptoData.objects.filter(source="coingecko").count() == 2
+    assert RawBody.objects.filter(source="coingecko").count() == 2
     assert MarketQuote.objects.filter(source="coinpaprika").count() == 2500
 
 
@@ -69,7 +69,7 @@ def test_a_worker_killed_mid_run_has_its_task_redelivered_and_the_data_equals_a_
     task_id = send_task(celery_env["REDIS_URL"], "coinpaprika")
     assert stub.arrived[PAPRIKA_PATH].wait(30)
     doomed.kill()
-    assert RawCryptoData.objects.count() == 0, "nothing half-written by the killed run"
+    assert RawBody.objects.count() == 0, "nothing half-written by the killed run"
 
     stub.delay[PAPRIKA_PATH] = 0
     processes("worker", celery_env, "survivor")
@@ -78,7 +78,7 @@ def test_a_worker_killed_mid_run_has_its_task_redelivered_and_the_data_equals_a_
     assert [r.status for r in runs] == ["failed", "succeeded"]
     assert runs[0].error.startswith("abandoned")
     assert len(stub.calls_to(PAPRIKA_PATH)) == 2
-    assert RawCryptoData.objects.count() == 1
+    assert RawBody.objects.count() == 1
     assert MarketQuote.objects.count() == 2500
     assert MarketQuote.objects.values("asset_id", "last_updated").distinct().count() == 2500
 
@@ -96,7 +96,7 @@ def test_two_workers_given_the_same_source_at_once_write_once(
     skipped = next(r for r in runs if r.status == "skipped")
     assert "already being ingested" in skipped.error
     assert len(stub.calls_to(PAPRIKA_PATH)) == 1
-    assert RawCryptoData.objects.count() == 1 and MarketQuote.objects.count() == 2500
+    assert RawBody.objects.count() == 1 and MarketQuote.objects.count() == 2500
 
 
 def test_redis_restarted_while_tasks_are_queued_loses_no_task_and_the_worker_keeps_consuming(

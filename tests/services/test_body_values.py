@@ -7,7 +7,7 @@ import orjson
 import pytest
 from django.db import transaction
 
-from crypto.models import Asset, MarketQuote, QuarantinedRecord, RawCryptoData
+from crypto.models import Asset, MarketQuote, QuarantinedRecord, RawBody
 from crypto.services.ingestion import ingestion_run, saved_file
 from tests.conftest import GECKO_SMALL, upstream_json
 
@@ -72,7 +72,7 @@ def test_nan_and_a_lone_surrogate_in_a_body_are_stored_and_judged_alike_live_and
     assert run.status == "succeeded", run.error
     assert run.records_rejected == 3 and "current_price" in run.problems[0] and "no `id`" in run.problems[1]
     assert "current_price" in run.problems[2]
-    stored = RawCryptoData.objects.get().data
+    stored = RawBody.objects.get().data
     assert stored[0]["current_price"] == {"$non_finite": "NaN"} and stored[1]["name"] == "Eth\ufffd"
     assert stored[2]["id"] == {"$non_finite": "Infinity"}
     assert stored[3]["current_price"] == {"$non_finite": "1e400"} and stored[3]["total_supply"] == 2**70

@@ -8,7 +8,7 @@ import pytest
 import responses
 from django.db import connection
 
-from crypto.models import IngestionRun, MarketQuote, RawCryptoData
+from crypto.models import IngestionRun, MarketQuote, RawBody
 from crypto.services.ingestion import ingestion_run, saved_file
 from tests.conftest import PAPRIKA, paprika_url, upstream_bytes
 
@@ -47,7 +47,7 @@ def test_a_second_concurrent_run_of_a_source_reports_already_running_and_writes_
     assert "already being ingested" in second.error
     assert runs[0].status == IngestionRun.Status.SUCCEEDED
     assert len(http.calls) == 1, "the second run did not even call the upstream"
-    assert RawCryptoData.objects.count() == 1
+    assert RawBody.objects.count() == 1
     assert MarketQuote.objects.count() == 2500
 
 

@@ -11,7 +11,7 @@ import pytest
 import responses
 from django.db import connection
 
-from crypto.models import Asset, IngestionRun, MarketQuote, RawCryptoData, RunBody
+from crypto.models import Asset, IngestionRun, MarketQuote, RawBody, RunBody
 from crypto.services.ingestion import ingestion_run, saved_file
 from tests.conftest import (
     GECKO_PAGE,
@@ -31,7 +31,7 @@ pytestmark = pytest.mark.django_db
 def snapshot() -> dict[str, object]:
     """Everything ingestion writes, minus run bookkeeping and write timestamps."""
     return {
-        "raw": sorted(RawCryptoData.objects.values_list("source", "content_hash", "record_count")),
+        "raw": sorted(RawBody.objects.values_list("source", "content_hash", "record_count")),
         "assets": sorted(Asset.objects.values_list("source", "upstream_id", "symbol", "name")),
         "quotes": sorted(
             (
@@ -61,7 +61,7 @@ def test_coingecko_run_stores_each_page_raw_and_upserts_its_records(http: respon
     run = ingestion_run(source="coingecko", trigger="cli")
     assert run.status == IngestionRun.Status.SUCCEEDED, run.error
     assert (run.records_fetched, run.raw_stored, run.raw_duplicates) == (350, 2, 0)
-    raw = list(RawCryptoData.objects.order_by("position"))
+    raw = list(RawBody.objects.order_by("position"))
     assert [r.record_count for r in raw] == [250, 100]
     assert raw[0].data == upstream_json(GECKO_PAGE)
     assert "page=1" in raw[0].request and "per_page=250" in raw[0].request
@@ -106,7 +106,7 @@ def test_a_changed_body_adds_a_raw_row_and_new_observations(http: responses.Requ
     http.replace(responses.GET, http.registered()[0].url, body=orjson.dumps(data), content_type="application/json")
     run = ingestion_run(source="coinpaprika", trigger="cli")
     assert run.raw_stored == 1
-    assert RawCryptoData.objects.count() == 2
+    assert RawBody.objects.count() == 2
     btc = MarketQuote.objects.filter(asset__upstream_id="btc-bitcoin").order_by("last_updated")
     assert [str(q.price_usd).rstrip("0") for q in btc] == ["29427.918932650417", "29500.5"]
     # Observations of other coins, unchanged, are the same rows, not copies.
@@ -128,7 +128,7 @@ def test_failure_on_a_later_page_rolls_back_the_whole_run(http: responses.Reques
     run = ingestion_run(source="coingecko", trigger="cli")
     assert run.status == "failed" and run.error_kind == "permanent"
     assert "HTTP 401" in run.error and "API key" in run.error
-    assert (RawCryptoData.objects.count(), Asset.objects.count(), MarketQuote.objects.count()) == (0, 0, 0)
+    assert (RawBody.objects.count(), Asset.objects.count(), MarketQuote.objects.count()) == (0, 0, 0)
     assert RunBody.objects.count() == 0
     assert (run.raw_stored, run.rows_upserted) == (0, 0)
 
@@ -166,7 +166,7 @@ def test_database_error_mid_run_rolls_back_and_is_recorded(http: responses.Reque
     monkeypatch.setattr(ingestion, "body_records_upsert", upsert_then_break)
     run = ingestion_run(source="coingecko", trigger="cli")
     assert run.status == "failed" and run.error.startswith("database error: division by zero")
-    assert RawCryptoData.objects.count() == MarketQuote.objects.count() == 0
+    assert RawBody.objects.count() == MarketQuote.objects.count() == 0
 
 
 def test_a_failure_that_cannot_be_recorded_raises_the_database_error_for_the_caller_to_retry(
@@ -192,7 +192,7 @@ def test_401_fails_fast_without_retrying_or_writing(http: responses.RequestsMock
     run = ingestion_run(source="coinpaprika", trigger="cli")
     assert run.status == "failed" and "(invalid key)" in run.error
     assert len(http.calls) == 1
-    assert RawCryptoData.objects.count() == 0
+    assert RawBody.objects.count() == 0
 
 
 def test_429_with_retry_after_waits_then_succeeds(http: responses.RequestsMock) -> None:
@@ -208,7 +208,7 @@ def test_429_with_retry_after_waits_then_succeeds(http: responses.RequestsMock) 
     run = ingestion_run(source="coinpaprika", trigger="cli")
     assert run.status == "succeeded", run.error
     assert time.monotonic() - started >= 1.0
-    assert len(http.calls) == 2 and RawCryptoData.objects.count() == 1
+    assert len(http.calls) == 2 and RawBody.objects.count() == 1
 
 
 @pytest.mark.parametrize("body", [b'[{"id": "btc-bitcoin", "na', b"<!DOCTYPE html><html>blocked</html>"])
@@ -222,7 +222,7 @@ def test_truncated_or_html_bodies_fail_the_run_cleanly(http: responses.RequestsM
     run = ingestion_run(source="coinpaprika", trigger="cli")
     assert run.status == "failed" and run.error_kind == "permanent"
     assert "not JSON" in run.error or "not valid JSON" in run.error
-    assert RawCryptoData.objects.count() == 0
+    assert RawBody.objects.count() == 0
 
 
 def test_api_key_goes_in_the_header_and_nowhere_in_the_database(http: responses.RequestsMock, settings: object) -> None:
@@ -260,7 +260,7 @@ def test_csv_run_loads_good_rows_and_records_bad_ones_on_the_run(settings: objec
     assert run.status == "succeeded"
     assert (run.records_fetched, run.rows_upserted, run.records_rejected) == (9, 5, 4)
     assert run.problems[0].startswith("body 1, line 4: SOL: `price_usd`")
-    stored = RawCryptoData.objects.get(source="csv")
+    stored = RawBody.objects.get(source="csv")
     assert [row["line"] for row in stored.data["rows"]] == [2, 3, 4, 5, 6, 7, 8, 9, 10]
 
 
@@ -270,7 +270,7 @@ def test_csv_with_undecodable_bytes_fails_the_run_with_the_line(settings: object
     settings.CSV_SOURCE_PATH = str(bad)  # type: ignore[attr-defined]
     run = ingestion_run(source="csv", trigger="cli")
     assert run.status == "failed" and "line 2 is not UTF-8 text" in run.error
-    assert RawCryptoData.objects.count() == 0
+    assert RawBody.objects.count() == 0
 
 
 def test_record_without_upstream_time_is_keyed_on_the_fetch_time(tmp_path) -> None:
@@ -280,7 +280,7 @@ def test_record_without_upstream_time_is_keyed_on_the_fetch_time(tmp_path) -> No
     saved = tmp_path / "page.json"
     saved.write_bytes(orjson.dumps(data[:2]))
     run = ingestion_run(source="coingecko", trigger="file", origin=saved_file(path=str(saved)))
-    raw = RawCryptoData.objects.get()
+    raw = RawBody.objects.get()
     assert run.status == "succeeded"
     quote = MarketQuote.objects.get(asset__upstream_id="bitcoin")
     assert quote.last_updated == raw.fetched_at
@@ -313,7 +313,7 @@ def test_source_totals_always_equal_the_raw_table(http: responses.RequestsMock, 
     ingestion_run(source="coinpaprika", trigger="cli")  # failed: rolled back, totals too
     expected = {
         row["source"]: (row["n"], row["records"], row["first"], row["last"])
-        for row in RawCryptoData.objects.values("source")
+        for row in RawBody.objects.values("source")
         .order_by()
         .annotate(n=Count("id"), records=Sum("record_count"), first=Min("fetched_at"), last=Max("fetched_at"))
     }

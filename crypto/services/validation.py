@@ -12,7 +12,7 @@ from django.db import transaction
 from django.db.models import F
 
 from crypto.metrics import QUARANTINED, SCHEMA_DRIFT
-from crypto.models import IngestionRun, QuarantinedRecord, RawCryptoData, SchemaDrift, SourceTotals
+from crypto.models import IngestionRun, QuarantinedRecord, RawBody, SchemaDrift, SourceTotals
 from crypto.sources.base import Body, Problem, SourceError
 from crypto.sources.fingerprint import drift_between
 
@@ -75,9 +75,7 @@ def drift_detect(
     """Compare a new body's fingerprint with the source's previous body at the same position (page
     or chunk), and record what changed. Drift on fields we normalize is a warning."""
     previous = (
-        RawCryptoData.objects.filter(
-            source=run.source, position=position, fingerprint__isnull=False, record_count__gt=0
-        )
+        RawBody.objects.filter(source=run.source, position=position, fingerprint__isnull=False, record_count__gt=0)
         .exclude(pk=raw_id)
         .order_by("-id")
         .values_list("id", "fingerprint")

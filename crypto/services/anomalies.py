@@ -15,7 +15,7 @@ from django.db import connection
 from django.db.models import F, OuterRef, Q, Subquery
 
 from crypto.metrics import RUN_FLAGS
-from crypto.models import IngestionRun, MarketQuote, RawCryptoData
+from crypto.models import IngestionRun, MarketQuote, RawBody
 from crypto.sources import source_get
 
 logger = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ def _upstream_ids_of(run_id: int, source: str, started_at: datetime | None) -> f
             # Stripped here, as parsing strips them (str.strip, not SQL's btrim of spaces only).
             return frozenset(row[0].strip() for row in cursor.fetchall() if row[0].strip())
     ids: set[str] = set()  # CSV chunks: the row's id is what parsing makes of it
-    for data in RawCryptoData.objects.filter(runbody__run_id=run_id).values_list("data", flat=True).iterator():
+    for data in RawBody.objects.filter(runbody__run_id=run_id).values_list("data", flat=True).iterator():
         ids |= {record.upstream_id for record in module.parse(data=data).records}
     return frozenset(ids)
 
