@@ -226,3 +226,105 @@ class TriggeredSerializer(serializers.Serializer):
     source = serializers.CharField()  # type: ignore[assignment]  # a field, not Serializer's attribute of this name
     task_id = serializers.CharField(help_text="Celery task id; empty when it ran in process (no broker)")
     error = serializers.CharField(help_text="why it failed, when it ran in process and failed")
+
+
+# The answers of /health, /data and /stats: the views render through these, and the schema shows them.
+
+
+class DatabaseHealthSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["ok", "down"])
+    latency_ms = serializers.FloatField(required=False)
+    error = serializers.CharField(required=False)
+
+
+class BrokerHealthSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["ok", "down", "not_configured"])
+    workers = serializers.ListField(child=serializers.CharField(), required=False)
+    detail = serializers.CharField(required=False)
+    error = serializers.CharField(required=False)
+
+
+class SourceHealthSerializer(serializers.Serializer):
+    last_success_at = serializers.DateTimeField(allow_null=True)
+    last_run_status = serializers.CharField(allow_null=True)
+    last_error = serializers.CharField(allow_null=True)
+    scheduled = serializers.BooleanField(help_text="beat runs it: its periodic task is enabled")
+    schedule_seconds = serializers.IntegerField(
+        allow_null=True, help_text="null: not scheduled, or on a crontab rather than an interval"
+    )
+    stale = serializers.BooleanField(allow_null=True, help_text="null: no interval to judge it by")
+
+
+class HealthSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["ok", "degraded"])
+    time = serializers.DateTimeField()
+    database = DatabaseHealthSerializer()
+    broker = BrokerHealthSerializer()
+    failing_sources = serializers.ListField(child=serializers.CharField())
+    stale_sources = serializers.ListField(child=serializers.CharField())
+    sources = serializers.DictField(child=SourceHealthSerializer())
+
+
+class HealthErrorSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["error"])
+    time = serializers.DateTimeField()
+    database = DatabaseHealthSerializer()
+
+
+class DatasetSerializer(serializers.Serializer):
+    source = serializers.CharField()  # type: ignore[assignment]  # a field, not Serializer's attribute of this name
+    fetched_at = serializers.DateTimeField()
+    data_count = serializers.IntegerField(help_text="records in the whole dataset")
+    run_id = serializers.IntegerField()
+    raw_ids = serializers.ListField(child=serializers.IntegerField())
+    returned = serializers.IntegerField(help_text="records in `data` (at most `limit`)")
+    data = serializers.ListField(child=serializers.JSONField(), help_text="records as the upstream sent them")  # type: ignore[assignment]  # a field, not Serializer's attribute of this name
+
+
+class RunBriefSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    status = serializers.CharField()
+    trigger = serializers.CharField()
+    started_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
+    duration_seconds = serializers.FloatField(allow_null=True)
+    records_fetched = serializers.IntegerField()
+    rows_upserted = serializers.IntegerField()
+    error = serializers.CharField(allow_null=True)
+
+
+class DriftBriefSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    severity = serializers.ChoiceField(choices=["info", "warning"])
+    summary = serializers.CharField()
+    detected_at = serializers.DateTimeField()
+
+
+class SourceDriftSerializer(serializers.Serializer):
+    events = serializers.IntegerField(help_text="schema drift events seen")
+    warnings = serializers.IntegerField(help_text="of which on fields we normalize")
+    latest = DriftBriefSerializer(allow_null=True)
+
+
+class SourceStatsSerializer(serializers.Serializer):
+    datasets = serializers.IntegerField()
+    raw_rows = serializers.IntegerField()
+    records = serializers.IntegerField()
+    first_fetched_at = serializers.DateTimeField(allow_null=True)
+    last_fetched_at = serializers.DateTimeField(allow_null=True)
+    runs = serializers.DictField(child=serializers.IntegerField())
+    quarantined = serializers.IntegerField(help_text="invalid records kept in quarantine")
+    schema_drift = SourceDriftSerializer()
+    last_run = RunBriefSerializer(allow_null=True)
+    last_success = RunBriefSerializer(allow_null=True)
+
+
+class TotalsSerializer(serializers.Serializer):
+    raw_rows = serializers.IntegerField()
+    records = serializers.IntegerField()
+    runs = serializers.IntegerField()
+
+
+class StatsSerializer(serializers.Serializer):
+    sources = serializers.DictField(child=SourceStatsSerializer())
+    totals = TotalsSerializer()

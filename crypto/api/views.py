@@ -13,8 +13,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from crypto import selectors
-from crypto.api.schemas import DatasetSerializer, HealthErrorSerializer, HealthSerializer, StatsSerializer
-from crypto.api.serializers import DataQuerySerializer, ErrorSerializer
+from crypto.api.serializers import (
+    DataQuerySerializer,
+    DatasetSerializer,
+    ErrorSerializer,
+    HealthErrorSerializer,
+    HealthSerializer,
+    StatsSerializer,
+)
 from crypto.metrics import metrics_exposition
 
 
@@ -30,8 +36,9 @@ class HealthViewSet(viewsets.ViewSet):
 
     def retrieve(self, request: Request) -> Response:
         report = selectors.health_report()
-        failed = report["status"] == "error"
-        return Response(report, status=status.HTTP_503_SERVICE_UNAVAILABLE if failed else status.HTTP_200_OK)
+        if report["status"] == "error":
+            return Response(HealthErrorSerializer(report).data, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+        return Response(HealthSerializer(report).data)
 
 
 @extend_schema_view(
@@ -58,15 +65,17 @@ class DataViewSet(viewsets.ViewSet):
                 "run `python manage.py ingest`."
             )
         return Response(
-            {
-                "source": dataset.run.source,
-                "fetched_at": dataset.fetched_at,
-                "data_count": dataset.data_count,
-                "run_id": dataset.run.pk,
-                "raw_ids": dataset.raw_ids,
-                "returned": len(dataset.records),
-                "data": dataset.records,
-            }
+            DatasetSerializer(
+                {
+                    "source": dataset.run.source,
+                    "fetched_at": dataset.fetched_at,
+                    "data_count": dataset.data_count,
+                    "run_id": dataset.run.pk,
+                    "raw_ids": dataset.raw_ids,
+                    "returned": len(dataset.records),
+                    "data": dataset.records,
+                }
+            ).data
         )
 
 
@@ -76,7 +85,7 @@ class StatsViewSet(viewsets.ViewSet):
     last run with its duration and error. Aggregated in the database."""
 
     def retrieve(self, request: Request) -> Response:
-        return Response(selectors.stats_summary())
+        return Response(StatsSerializer(selectors.stats_summary()).data)
 
 
 def metrics_view(request: HttpRequest) -> HttpResponse:
