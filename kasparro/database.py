@@ -1,13 +1,21 @@
-"""Reaching the configured database: create it when it is missing, and say in one line what to do
-when it cannot be reached (used by `migrate` and by manage.py for every command)."""
+"""Reaching the configured database: the embedded server the settings name, created when it is
+missing, and one line saying what to do when it cannot be reached (used by `migrate`,
+`quickstart`, `dbserver` and by manage.py for every command)."""
 
 from __future__ import annotations
 
 import re
+import signal
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, OperationalError, connections
 from psycopg2 import errors as pg_errors
+
+from kasparro import embedded_db
+from kasparro.embedded_db import EmbeddedPostgres
 
 _MISSING = re.compile(r'database "[^"]+" does not exist')
 # psycopg2 words a failed connection this way; errors raised by statements never are.
@@ -16,6 +24,35 @@ _CONNECT_FAILURE = re.compile(r"connection to server|could not connect|could not
 
 class DatabaseSetupError(RuntimeError):
     """The database cannot be used; the message says what to run."""
+
+
+def embedded_server() -> EmbeddedPostgres:
+    """The embedded server the settings name (EMBEDDED_DB_DIR, EMBEDDED_DB_PORT)."""
+    return EmbeddedPostgres(data_dir=Path(settings.EMBEDDED_DB_DIR), port=settings.EMBEDDED_DB_PORT)
+
+
+def embedded_where(server: EmbeddedPostgres) -> str:
+    return embedded_db.describe(server, base_dir=settings.BASE_DIR)
+
+
+def embedded_shown(path: Path) -> str:
+    return embedded_db.shown_path(path, base_dir=settings.BASE_DIR)
+
+
+@contextmanager
+def embedded_database_held(*, say: Callable[[str], None]) -> Iterator[EmbeddedPostgres]:
+    """The embedded server, running for the block, and stopped after it when this process started
+    it or took it over from a process that was killed (a server from `dbserver start` stays up)."""
+    server = embedded_server()
+    stop_after = embedded_db.claim(server)
+    say(embedded_where(server))
+    try:
+        yield server
+    finally:
+        if stop_after:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the stop short
+            embedded_db.release(server)
+            say(f"Stopped the embedded PostgreSQL (data kept in {embedded_shown(server.data_dir)})")
 
 
 def database_create_if_missing(*, alias: str = DEFAULT_DB_ALIAS) -> bool:

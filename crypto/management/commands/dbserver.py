@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 from argparse import REMAINDER
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -23,7 +22,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection
 
 from kasparro import embedded_db
-from kasparro.embedded_db import EmbeddedDatabaseError, EmbeddedPostgres
+from kasparro.database import embedded_database_held, embedded_server, embedded_shown, embedded_where
+from kasparro.embedded_db import EmbeddedDatabaseError
 
 # After Ctrl-C the terminal has already signalled the command; this long for it to end by itself.
 _GRACE_SECONDS = 10
@@ -59,16 +59,18 @@ class Command(BaseCommand):
             server = embedded_server()
             if action == "start":
                 server.start()
-                self.stdout.write(_where(server))
+                self.stdout.write(embedded_where(server))
             elif action == "stop":
                 running = server.running_pid() is not None
                 embedded_db.release(server)
                 self.stdout.write("Stopped the embedded PostgreSQL" if running else "It was not running")
             elif action == "status":
                 if server.running_pid() is None:
-                    self.stdout.write(f"The embedded PostgreSQL is not running (data: {_shown(server.data_dir)})")
+                    self.stdout.write(
+                        f"The embedded PostgreSQL is not running (data: {embedded_shown(server.data_dir)})"
+                    )
                     sys.exit(1)
-                self.stdout.write(_where(server))
+                self.stdout.write(embedded_where(server))
         except EmbeddedDatabaseError as exc:
             raise CommandError(str(exc)) from exc
 
@@ -79,15 +81,8 @@ class Command(BaseCommand):
                 return _supervise(command, env={**os.environ, "DATABASE_URL": server.url()})
         if not settings.EMBEDDED_DATABASE:
             return _supervise(command, env=dict(os.environ))  # DATABASE_URL names the database
-        server = embedded_server()
-        stop_after = embedded_db.claim(server)
-        self.stdout.write(_where(server))
-        try:
+        with embedded_database_held(say=self.stdout.write) as server:
             return _supervise(command, env={**os.environ, "DATABASE_URL": server.url()})
-        finally:
-            if stop_after:
-                embedded_db.release(server)
-                self.stdout.write(f"Stopped the embedded PostgreSQL (data kept in {_shown(server.data_dir)})")
 
     def _psql(self, args: list[str]) -> int:
         # Django's own psql arguments (host, port, user, database, password in the environment),
@@ -95,11 +90,6 @@ class Command(BaseCommand):
         args_, env = connection.client.settings_to_cmd_args_env(connection.settings_dict, args)
         command = [str(embedded_db.bin_dir() / "psql"), *args_[1:]]
         return subprocess.run(command, env={**os.environ, **(env or {})}).returncode
-
-
-def embedded_server() -> EmbeddedPostgres:
-    """The embedded server the settings name (EMBEDDED_DB_DIR, EMBEDDED_DB_PORT)."""
-    return EmbeddedPostgres(data_dir=Path(settings.EMBEDDED_DB_DIR), port=settings.EMBEDDED_DB_PORT)
 
 
 def _supervise(command: list[str], *, env: dict[str, str]) -> int:
@@ -131,11 +121,3 @@ def _supervise(command: list[str], *, env: dict[str, str]) -> int:
     finally:
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
-
-
-def _where(server: EmbeddedPostgres) -> str:
-    return embedded_db.describe(server, base_dir=settings.BASE_DIR)
-
-
-def _shown(path: Path) -> str:
-    return embedded_db.shown_path(path, base_dir=settings.BASE_DIR)

@@ -8,9 +8,9 @@ database it started. One process rather than one per step: each step would start
 
 from __future__ import annotations
 
-import signal
 import socket
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from contextlib import nullcontext
 from importlib import import_module
 from typing import Any
 
@@ -18,8 +18,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from crypto.management.commands.dbserver import embedded_server
-from kasparro import embedded_db
+from kasparro.database import embedded_database_held
 from kasparro.embedded_db import EmbeddedDatabaseError
 
 
@@ -45,27 +44,27 @@ class Command(BaseCommand):
                 probe.bind(("127.0.0.1", options["port"]))
             except OSError as exc:
                 raise CommandError(f"127.0.0.1:{options['port']} is taken ({exc.strerror}): use --port") from exc
-        server = embedded_server() if settings.EMBEDDED_DATABASE else None
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            starting = pool.submit(embedded_db.claim, server) if server else None
-            # The web app's modules load while the database starts: neither waits for the other.
-            for module in (settings.ROOT_URLCONF, "crypto.management.commands.ingest"):
-                import_module(module)
-            try:
-                stop_after = starting.result() if starting else False
-            except EmbeddedDatabaseError as exc:
-                raise CommandError(str(exc)) from exc
-        if server:
-            self.stdout.write(embedded_db.describe(server, base_dir=settings.BASE_DIR), ending="\n")
-            self.stdout.flush()
+        # The web app's modules load while the database starts: neither waits for the other.
+        loading = threading.Thread(target=_web_app_load)
+        loading.start()
         try:
-            call_command("migrate", interactive=False)
-            call_command("ingest", source="all", fallback_file=options["fallback_file"])
-            self.stdout.write(f"Serving on http://127.0.0.1:{options['port']}/  (try /health, /data, /stats, /admin/)")
-            call_command("runserver", f"127.0.0.1:{options['port']}", use_reloader=False, skip_checks=True)
+            held = embedded_database_held(say=self._say) if settings.EMBEDDED_DATABASE else nullcontext()
+            with held:
+                loading.join()
+                call_command("migrate", interactive=False)
+                call_command("ingest", source="all", fallback_file=options["fallback_file"])
+                self._say(f"Serving on http://127.0.0.1:{options['port']}/  (try /health, /data, /stats, /admin/)")
+                call_command("runserver", f"127.0.0.1:{options['port']}", use_reloader=False, skip_checks=True)
+        except EmbeddedDatabaseError as exc:
+            raise CommandError(str(exc)) from exc
         finally:
-            if server and stop_after:
-                signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the stop short
-                embedded_db.release(server)
-                shown = embedded_db.shown_path(server.data_dir, base_dir=settings.BASE_DIR)
-                self.stdout.write(f"Stopped the embedded PostgreSQL (data kept in {shown})")
+            loading.join()
+
+    def _say(self, line: str) -> None:
+        self.stdout.write(line)
+        self.stdout.flush()
+
+
+def _web_app_load() -> None:
+    for module in (settings.ROOT_URLCONF, "crypto.management.commands.ingest"):
+        import_module(module)
