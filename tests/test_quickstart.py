@@ -104,6 +104,14 @@ def test_make_run_offline_serves_the_bundled_data_from_the_embedded_database_and
     second.ctrl_c()
     assert server.running_pid() is None
 
+    # Stopped by a process manager (SIGTERM) rather than Ctrl-C, it stops its database all the same.
+    third = MakeRun(env, embedded_home / "third.log")
+    third.wait_serving()
+    os.killpg(third.proc.pid, signal.SIGTERM)
+    third.proc.wait(timeout=60)  # make passes SIGTERM on and leaves at once: the command stops after it
+    wait_for(lambda: server.running_pid() is None, timeout=30, what="the embedded PostgreSQL to stop")
+    wait_for(lambda: _group_gone(third.proc.pid), timeout=30, what="make run's processes to end")
+
     # A start that fails leaves nothing running either: a step failing after the database started
     # (a CSV file that is not there), and a web port that is taken.
     broken = MakeRun({**env, "CSV_SOURCE_PATH": str(embedded_home / "missing.csv")}, embedded_home / "broken.log")

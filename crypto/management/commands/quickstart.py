@@ -8,10 +8,13 @@ database it started. One process rather than one per step: each step would start
 
 from __future__ import annotations
 
+import signal
 import socket
+import sys
 import threading
 from contextlib import nullcontext
 from importlib import import_module
+from types import FrameType
 from typing import Any
 
 from django.conf import settings
@@ -44,6 +47,9 @@ class Command(BaseCommand):
                 probe.bind(("127.0.0.1", options["port"]))
             except OSError as exc:
                 raise CommandError(f"127.0.0.1:{options['port']} is taken ({exc.strerror}): use --port") from exc
+        # Stopped by a process manager or a closed terminal, it stops its database as on Ctrl-C.
+        for stop in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(stop, _exit_on)
         # The web app's modules load while the database starts: neither waits for the other.
         loading = threading.Thread(target=_web_app_load)
         loading.start()
@@ -63,6 +69,10 @@ class Command(BaseCommand):
     def _say(self, line: str) -> None:
         self.stdout.write(line)
         self.stdout.flush()
+
+
+def _exit_on(signum: int, frame: FrameType | None) -> None:
+    sys.exit(128 + signum)
 
 
 def _web_app_load() -> None:
