@@ -11,6 +11,7 @@ import random
 from typing import Any
 
 from celery import Task, shared_task
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import DatabaseError
 
@@ -18,6 +19,7 @@ from crypto.log_context import log_context
 from crypto.metrics import TASK_RETRIES
 from crypto.models import IngestionRun
 from crypto.services.ingestion import ingestion_run
+from crypto.services.lifecycle import TaskCaller
 from crypto.sources import source_names
 
 
@@ -47,7 +49,10 @@ def _ingest(self: Task, *, source: str, trigger: str, retries: int) -> dict[str,
     # In process (no broker) a retry would run at once, ignoring its delay: fail and say so instead.
     may_retry = retries < settings.INGEST_MAX_RETRIES and not self.request.is_eager
     try:
-        run = ingestion_run(source=source, trigger=trigger, task_id=self.request.id or "", retry_allowed=may_retry)
+        caller = TaskCaller(
+            task_id=self.request.id or "", retry_allowed=may_retry, time_limit_errors=(SoftTimeLimitExceeded,)
+        )
+        run = ingestion_run(source=source, trigger=trigger, task=caller)
     except DatabaseError as exc:
         # Not even the failure could be recorded: the database is away. Try again later.
         if not may_retry:

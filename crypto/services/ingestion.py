@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from crypto.models import IngestionRun
-from crypto.services.lifecycle import Progress, RunRequest, run_lifecycle
+from crypto.services.lifecycle import Progress, RunRequest, TaskCaller, run_lifecycle
 from crypto.services.storage import (
     PreparedBody,
     body_prepare,
@@ -59,8 +59,7 @@ def ingestion_run(
     source: str,
     trigger: str,
     origin: Origin | None = None,
-    task_id: str = "",
-    retry_allowed: bool = False,
+    task: TaskCaller | None = None,
     progress: Progress | None = None,
 ) -> IngestionRun:
     """Run one ingestion of `source` now, from the upstream unless another `origin` is given, and
@@ -73,9 +72,7 @@ def ingestion_run(
     module = source_get(name=source)
     origin = origin or live()
     say = progress or (lambda message: None)
-    request = RunRequest(
-        source=source, trigger=trigger, task_id=task_id, retry_allowed=retry_allowed, wait_for_lock=bool(origin.file)
-    )
+    request = RunRequest(source=source, trigger=trigger, task=task, wait_for_lock=bool(origin.file))
 
     def work(run: IngestionRun) -> None:
         parsed_records = 0

@@ -43,17 +43,30 @@ class AlreadyRunning(Exception):
 
 
 @dataclass(frozen=True, kw_only=True)
+class TaskCaller:
+    """The worker task a run is made for, and what its runtime does around the run."""
+
+    task_id: str
+    # The task retries a transient failure (it has retries left): said on the run in the same
+    # write as the failure, so nobody reading the run takes the failure as final.
+    retry_allowed: bool = False
+    # What the runtime raises inside the run when the run's time is up (a worker's soft time
+    # limit): the run fails as transient, with INGEST_SOFT_TIME_LIMIT as its reason.
+    time_limit_errors: tuple[type[BaseException], ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
 class RunRequest:
     """What a run is asked to do, and on whose behalf."""
 
     source: str
     trigger: str
-    task_id: str = ""
-    # The caller retries a transient failure (a Celery task with retries left): said on the run
-    # in the same write as the failure, so nobody reading the run takes the failure as final.
-    retry_allowed: bool = False
+    task: TaskCaller | None = None
     # Wait for a run of the source ahead instead of skipping (a saved file must be loaded).
     wait_for_lock: bool = False
+
+    def timed_out(self, exc: BaseException) -> bool:
+        return self.task is not None and isinstance(exc, self.task.time_limit_errors)
 
 
 def run_lifecycle(*, request: RunRequest, work: Callable[[IngestionRun], None], say: Progress) -> IngestionRun:
@@ -62,7 +75,9 @@ def run_lifecycle(*, request: RunRequest, work: Callable[[IngestionRun], None], 
     is skipped and `work` never runs. Only a failure that cannot even be recorded raises, as a
     database error the caller can retry on."""
     with transaction.atomic():
-        run = IngestionRun.objects.create(source=request.source, trigger=request.trigger, task_id=request.task_id)
+        run = IngestionRun.objects.create(
+            source=request.source, trigger=request.trigger, task_id=request.task.task_id if request.task else ""
+        )
         run_alive_mark(run_id=run.pk)  # before anyone can see it running (see _abandoned_runs_close)
     try:
         with log_context(run_id=run.pk, source=run.source, trigger=run.trigger):
@@ -79,7 +94,7 @@ def run_lifecycle(*, request: RunRequest, work: Callable[[IngestionRun], None], 
                 _finish(run)
                 say(f"{run.source}: {exc}")
             except Exception as exc:  # every failure becomes a failed run record, with the reason
-                _failed(run, exc, retry_allowed=request.retry_allowed)
+                _failed(run, exc, request=request)
                 say(f"{run.source}: failed: {run.error}")
             _metrics_record(run)
             if run.status == IngestionRun.Status.SUCCEEDED:
@@ -101,14 +116,15 @@ def _lock(request: RunRequest) -> None:
         raise AlreadyRunning(f"{request.source} is already being ingested by another run; this one wrote nothing")
 
 
-def _failed(run: IngestionRun, exc: Exception, *, retry_allowed: bool) -> None:
-    run.status, run.error = IngestionRun.Status.FAILED, _reason(exc)
-    run.error_kind = "transient" if _is_transient(exc) else "permanent"
+def _failed(run: IngestionRun, exc: Exception, *, request: RunRequest) -> None:
+    timed_out = request.timed_out(exc)
+    run.status, run.error = IngestionRun.Status.FAILED, _reason(exc, timed_out=timed_out)
+    run.error_kind = "transient" if timed_out or _is_transient(exc) else "permanent"
     run.retry_after = getattr(exc, "retry_after", None)
-    run.retry_scheduled = retry_allowed and run.error_kind == IngestionRun.ErrorKind.TRANSIENT
+    run.retry_scheduled = bool(request.task and request.task.retry_allowed) and run.error_kind == "transient"
     # What was counted was rolled back with the transaction.
     run.raw_stored = run.raw_duplicates = run.rows_upserted = 0
-    if not isinstance(exc, (SourceError, DatabaseError)) and not _is_time_limit(exc):
+    if not isinstance(exc, (SourceError, DatabaseError)) and not timed_out:
         logger.exception("ingestion run crashed")
     try:
         if isinstance(exc, OperationalError | InterfaceError) and not connection.in_atomic_block:
@@ -160,17 +176,8 @@ def _abandoned_runs_close(*, source: str, current: IngestionRun) -> None:
     )
 
 
-def _is_time_limit(exc: BaseException) -> bool:
-    # Celery's SoftTimeLimitExceeded, named rather than imported: services do not depend on Celery.
-    return type(exc).__name__ == "SoftTimeLimitExceeded"
-
-
 def _is_transient(exc: BaseException) -> bool:
-    return (
-        bool(getattr(exc, "transient", False))
-        or isinstance(exc, OperationalError | InterfaceError)
-        or (_is_time_limit(exc))
-    )
+    return bool(getattr(exc, "transient", False)) or isinstance(exc, OperationalError | InterfaceError)
 
 
 def _finish(run: IngestionRun) -> None:
@@ -178,8 +185,8 @@ def _finish(run: IngestionRun) -> None:
     run.save()
 
 
-def _reason(exc: BaseException) -> str:
-    if _is_time_limit(exc):
+def _reason(exc: BaseException, *, timed_out: bool) -> str:
+    if timed_out:
         return f"ran past its soft time limit (INGEST_SOFT_TIME_LIMIT={settings.INGEST_SOFT_TIME_LIMIT}s)"
     if isinstance(exc, (SourceError, UpstreamError)):
         return str(exc)

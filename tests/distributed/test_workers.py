@@ -136,6 +136,22 @@ def test_429_with_retry_after_is_not_retried_before_it_says(
     assert second["at"] - first["at"] >= 3.0
 
 
+def test_a_run_past_the_soft_time_limit_fails_as_transient_with_the_limit_and_its_retry_succeeds(
+    celery_env: dict[str, str], processes: Callable[..., CeleryProcess], stub: StubUpstream
+) -> None:
+    stub.delay[PAPRIKA_PATH] = 9.0  # past INGEST_SOFT_TIME_LIMIT=8, within the HTTP read timeout
+    processes("worker", celery_env, "w1")
+    task_id = send_task(celery_env["REDIS_URL"], "coinpaprika")
+    first = wait_for(
+        lambda: IngestionRun.objects.filter(task_id=task_id, status="failed").first(), timeout=60, what="the timeout"
+    )
+    stub.delay[PAPRIKA_PATH] = 0.0
+    assert first.error == "ran past its soft time limit (INGEST_SOFT_TIME_LIMIT=8s)"
+    assert (first.error_kind, first.retry_scheduled) == ("transient", True)
+    runs = wait_for(lambda: final_runs(task_id), timeout=60, what="the retry")
+    assert runs[-1].status == "succeeded" and runs[-1].rows_upserted > 0
+
+
 def test_shared_rate_limit_holds_across_processes(celery_env: dict[str, str], stub: StubUpstream) -> None:
     """Two processes call one upstream through the workers' client; in any window the upstream
     sees no more calls than the limit."""
