@@ -255,7 +255,7 @@ def main() -> None:
     django.setup()
     from django.core.management import call_command
 
-    from crypto.services.ingestion import ingestion_run, saved_file
+    from crypto.services.ingest.run import ingestion_run, saved_file
 
     call_command("migrate", verbosity=0)
     assets = 5_000

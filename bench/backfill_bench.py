@@ -142,7 +142,7 @@ def bare_copy_rate(files: list[Path]) -> tuple[float, int]:
     from django.db import connection, transaction
 
     from crypto.models import Asset, RawBody
-    from crypto.services.bulk import copy_rows
+    from crypto.services.ingest.bulk import copy_rows
     from crypto.sources import coinpaprika
 
     asset_ids = dict(Asset.objects.filter(source="coinpaprika").values_list("upstream_id", "id"))
@@ -181,7 +181,7 @@ def raw_only_rate(files: list[Path]) -> float:
     jsonb, one statement per body, one transaction); in records/s."""
     from django.db import connection, transaction
 
-    from crypto.sources.base import canonical_json
+    from crypto.sources.body import canonical_json
 
     bodies = [canonical_json(orjson.loads(path.read_bytes())).decode() for path in files]
     with connection.cursor() as cursor:

@@ -14,6 +14,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
+from crypto.api.selectors import quarantined_record_raw
 from crypto.models import (
     Asset,
     CanonicalAsset,
@@ -25,8 +26,8 @@ from crypto.models import (
     RunBody,
     SchemaDrift,
 )
-from crypto.services.enqueue import ingestion_enqueue
-from crypto.services.links import assets_link, assets_unlink
+from crypto.services.ingest.enqueue import ingestion_enqueue
+from crypto.services.link.refresh import assets_link, assets_unlink
 from crypto.sources.fingerprint import fingerprint_digest
 
 BODY_PREVIEW_CHARS = 200_000
@@ -276,8 +277,6 @@ class QuarantinedRecordAdmin(NamesRawBodies, ReadOnlyAdmin):
 
     @admin.display(description="the record, as its body holds it")
     def record(self, quarantined: QuarantinedRecord) -> str:
-        from crypto.selectors import quarantined_record_raw
-
         text = json.dumps(quarantined_record_raw(quarantined), indent=2, ensure_ascii=False, default=str)
         return format_html("<pre>{}</pre>", text)
 

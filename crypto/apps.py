@@ -11,7 +11,7 @@ def _schedules_sync(sender: AppConfig, using: str = "default", **kwargs: Any) ->
     from django.db import connections
     from django.db.migrations.executor import MigrationExecutor
 
-    from crypto.services.schedules import schedules_sync
+    from crypto.services.ingest.schedules import schedules_sync
 
     if using != "default":
         return

@@ -119,7 +119,7 @@ class RawBody(models.Model):
         indexes = [
             models.Index(fields=["source", "-fetched_at"], name="raw_source_fetched"),
             models.Index(fields=["-fetched_at", "-id"], name="raw_fetched_id"),
-            # The previous body at a position, for schema drift (crypto/services/validation.py).
+            # The previous body at a position, for schema drift (crypto/services/ingest/validation.py).
             models.Index(
                 fields=["source", "position", "-id"],
                 condition=models.Q(fingerprint__isnull=False),
@@ -205,7 +205,7 @@ class Asset(models.Model):
     canonical = models.ForeignKey(
         CanonicalAsset, null=True, blank=True, on_delete=models.SET_NULL, related_name="assets"
     )
-    # Database defaults too: the bulk load (crypto/services/bulk.py) inserts assets without them.
+    # Database defaults too: the bulk load (crypto/services/ingest/bulk.py) inserts assets without them.
     link_status = models.CharField(max_length=20, db_default=LinkStatus.PENDING, choices=LinkStatus.choices)
     link_note = models.CharField(max_length=500, blank=True, db_default="", help_text="why linked, or the candidates")
 

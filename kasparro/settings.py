@@ -69,7 +69,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "crypto.log_context.RequestIdMiddleware",
+    "crypto.services.monitor.log_context.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Static files (admin, API docs) from the app itself, behind gunicorn too.
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -193,8 +193,8 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {
-        "context": {"()": "crypto.log_context.ContextFilter"},
-        "redact": {"()": "crypto.log_context.RedactFilter"},
+        "context": {"()": "crypto.services.monitor.log_context.ContextFilter"},
+        "redact": {"()": "crypto.services.monitor.log_context.RedactFilter"},
     },
     "formatters": {
         "json": {
@@ -294,7 +294,7 @@ INGEST_TIME_LIMIT = _positive_int("INGEST_TIME_LIMIT", 330)
 INGEST_MAX_RETRIES = _read("INGEST_MAX_RETRIES", env.int, 5, lambda v: v >= 0, "a whole number, 0 or more")
 INGEST_RETRY_BACKOFF_BASE = _positive_float("INGEST_RETRY_BACKOFF_BASE", 10.0)
 INGEST_RETRY_BACKOFF_CAP = _positive_int("INGEST_RETRY_BACKOFF_CAP", 300)
-# Data checks (crypto/services/anomalies.py). A body whose share of invalid records exceeds
+# Data checks (crypto/services/monitor/anomalies.py). A body whose share of invalid records exceeds
 # QUARANTINE_MAX_FRACTION fails its run; below it, invalid records go to quarantine.
 QUARANTINE_MAX_FRACTION = _read(
     "QUARANTINE_MAX_FRACTION", env.float, 0.5, lambda v: 0 <= v <= 1, "a number from 0 to 1"

@@ -15,11 +15,11 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import DatabaseError
 
-from crypto.log_context import log_context
-from crypto.metrics import TASK_RETRIES
 from crypto.models import IngestionRun
-from crypto.services.ingestion import ingestion_run
-from crypto.services.lifecycle import TaskCaller
+from crypto.services.ingest.lifecycle import TaskCaller
+from crypto.services.ingest.run import ingestion_run
+from crypto.services.monitor.log_context import log_context
+from crypto.services.monitor.metrics import TASK_RETRIES
 from crypto.sources import source_names
 
 

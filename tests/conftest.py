@@ -66,7 +66,7 @@ def embedded_home() -> Iterator[Path]:
 def triggers_sent_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """Triggers are sent when the caller's transaction commits; a test's own transaction never
     does, so send them at once, as autocommit does outside a test (their timing has its own test)."""
-    monkeypatch.setattr("crypto.services.enqueue.on_commit", lambda send, **kwargs: send())
+    monkeypatch.setattr("crypto.services.ingest.enqueue.on_commit", lambda send, **kwargs: send())
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import responses
 from django.test import Client
 
 from crypto.models import Asset, IngestionRun, MarketQuote, RawBody
-from crypto.services.ingestion import ingestion_run, saved_file
+from crypto.services.ingest.run import ingestion_run, saved_file
 from tests.conftest import mock_gecko_two_pages
 
 pytestmark = pytest.mark.django_db

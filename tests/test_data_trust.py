@@ -14,10 +14,10 @@ import pytest
 from django.test import Client
 
 from crypto.models import Asset, IngestionRun, MarketQuote, QuarantinedRecord, RawBody, SchemaDrift
-from crypto.services.ingestion import Origin, ingestion_run, saved_file
-from crypto.services.links import links_refresh
+from crypto.services.ingest.run import Origin, ingestion_run, saved_file
+from crypto.services.link.refresh import links_refresh
 from tests.conftest import GECKO_PAGE, PAPRIKA, upstream_json
-from tests.test_link_rule import EXPECTED
+from tests.link.test_rule import EXPECTED
 
 pytestmark = pytest.mark.django_db
 
@@ -276,7 +276,7 @@ def test_runs_after_one_with_a_record_without_id_are_still_compared(tmp_path: Pa
 
 
 def test_a_failing_check_after_the_run_never_fails_the_committed_run(tmp_path: Path, monkeypatch) -> None:
-    from crypto.services import lifecycle
+    from crypto.services.ingest import lifecycle
 
     def broken(run: IngestionRun) -> None:
         raise RuntimeError("a bug in a check")
@@ -295,7 +295,7 @@ def test_one_invalid_record_on_a_short_last_page_is_quarantined_not_a_failed_run
         (tmp_path / name).write_bytes(orjson.dumps(body))
 
     def two_pages(**kwargs: Any):
-        from crypto.services.storage import body_prepare
+        from crypto.services.ingest.prepare import body_prepare
         from crypto.sources.files import json_bodies
 
         for position, name in enumerate(("page1.json", "page2.json"), start=1):
@@ -314,7 +314,7 @@ def dataclass_replace(obj: Any, **changes: Any) -> Any:
 
 def test_linking_two_assets_already_on_coins_leaves_no_one_sided_coin(admin_client: Client) -> None:
     from crypto.models import CanonicalAsset
-    from crypto.services.links import assets_link
+    from crypto.services.link.refresh import assets_link
 
     a, b = (Asset.objects.create(source="coingecko", upstream_id=u, symbol="a", name=u) for u in ("a1", "a2"))
     p, q = (Asset.objects.create(source="coinpaprika", upstream_id=u, symbol="A", name=u) for u in ("p1", "p2"))

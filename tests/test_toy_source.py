@@ -15,7 +15,7 @@ from django.test import Client
 from django_celery_beat.models import PeriodicTask
 
 from crypto.models import IngestionRun, MarketQuote, QuarantinedRecord, RawBody
-from crypto.services.schedules import schedules_sync
+from crypto.services.ingest.schedules import schedules_sync
 from tests.toy.settings import TOY_SETTINGS
 
 pytestmark = pytest.mark.django_db

@@ -17,6 +17,7 @@ from rest_framework.throttling import BaseThrottle
 
 from crypto.api.filters import AssetFilter, DriftFilter, QuarantineFilter, QuoteFilter, RawFilter, RunFilter
 from crypto.api.pagination import KeysetPagination, orderings
+from crypto.api.selectors import quarantined_record_raw
 from crypto.api.serializers import (
     AssetSerializer,
     CanonicalAssetSerializer,
@@ -41,8 +42,7 @@ from crypto.models import (
     RawBody,
     SchemaDrift,
 )
-from crypto.selectors import quarantined_record_raw
-from crypto.services.enqueue import ingestion_enqueue
+from crypto.services.ingest.enqueue import ingestion_enqueue
 from crypto.sources import source_names
 
 

@@ -12,7 +12,7 @@ from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from crypto import selectors
+from crypto.api import selectors
 from crypto.api.serializers import (
     DataQuerySerializer,
     DatasetSerializer,
@@ -21,7 +21,8 @@ from crypto.api.serializers import (
     HealthSerializer,
     StatsSerializer,
 )
-from crypto.metrics import metrics_exposition
+from crypto.services.monitor.health import health_report
+from crypto.services.monitor.metrics import metrics_exposition
 
 
 @extend_schema_view(retrieve=extend_schema(responses={200: HealthSerializer, 503: HealthErrorSerializer}))
@@ -35,7 +36,7 @@ class HealthViewSet(viewsets.ViewSet):
     authentication_classes: list[type] = []  # open to all: a stale token must not turn it into a 401
 
     def retrieve(self, request: Request) -> Response:
-        report = selectors.health_report()
+        report = health_report()
         if report["status"] == "error":
             return Response(HealthErrorSerializer(report).data, status=status.HTTP_503_SERVICE_UNAVAILABLE)
         return Response(HealthSerializer(report).data)
@@ -89,7 +90,7 @@ class StatsViewSet(viewsets.ViewSet):
 
 
 def metrics_view(request: HttpRequest) -> HttpResponse:
-    """Prometheus text exposition of every process's metrics (see crypto/metrics.py)."""
+    """Prometheus text exposition of every process's metrics (see crypto/services/monitor/metrics.py)."""
     token = settings.METRICS_TOKEN
     # Bytes, so any header compares: the header's as received (WSGI decodes them as latin-1).
     given = request.headers.get("Authorization", "").encode("latin-1", "replace")

@@ -1,101 +1,18 @@
-"""What every source module shares: the shapes that cross into the services, and value parsing.
+"""What a source is: one upstream and every fact about it, which the services ask instead of
+branching on its name.
 
 Sources never touch the ORM. A source turns upstream bytes into `Body` objects (stored raw as
-received) and a body into `Record` objects (normalized, ready to upsert).
+received) and a body into `Record` objects (normalized, ready to upsert): crypto/sources/body.py.
 """
 
 from __future__ import annotations
 
-import json
-import math
-import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
-from decimal import Decimal
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import orjson
-
-from crypto.sources.values import MAX_ID_LENGTH, to_text
-
-
-class SourceError(Exception):
-    """A run of this source cannot go on; the message says why in words an operator can act on."""
-
-
-class MalformedBody(SourceError):
-    """The upstream answered, but not with the shape this source reads."""
-
-
-@dataclass(frozen=True)
-class Body:
-    """One upstream response body (or one CSV chunk), kept raw exactly as parsed from the wire."""
-
-    data: Any
-    request: str  # what was asked: URL with its query (never a key), or the file read
-    position: int  # page number or chunk index, 1-based
-    fetched_at: datetime
-    record_count: int
-    file_digest: str = ""  # read from a saved file: sha256 of the file's bytes as read (files.read_bytes)
-    file_size: int = 0
-
-    @classmethod
-    def answered(cls, response: Any, *, position: int, record_count: int) -> Body:
-        """The body of an upstream's answer (crypto.sources.http.JsonResponse)."""
-        return cls(
-            data=response.data,
-            request=response.url,
-            position=position,
-            fetched_at=response.fetched_at,
-            record_count=record_count,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    """One normalized observation: an asset's market data at its upstream `last_updated`.
-
-    Every value is USD. None means upstream had no value; nothing unknown is ever written as 0.
-    """
-
-    upstream_id: str
-    symbol: str
-    name: str
-    last_updated: datetime | None = None
-    price_usd: Decimal | None = None
-    market_cap_usd: Decimal | None = None
-    volume_24h_usd: Decimal | None = None
-    market_cap_rank: int | None = None
-    circulating_supply: Decimal | None = None
-    total_supply: Decimal | None = None
-    max_supply: Decimal | None = None
-    price_change_24h_usd: Decimal | None = None
-    price_change_pct_24h: Decimal | None = None
-    market_cap_change_pct_24h: Decimal | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    """A record that was not loaded, and why. `where` is `record 12` or `line 40`; `index` is its
-    place in the body's list of records (at the source's records_path), so the raw record can be found again."""
-
-    where: str
-    message: str
-    index: int | None = None
-
-    def __str__(self) -> str:
-        return f"{self.where}: {self.message}"
-
-
-@dataclass
-class ParseResult:
-    records: list[Record] = field(default_factory=list)
-    problems: list[Problem] = field(default_factory=list)
-    index: int | None = None  # the record being parsed, set by the parse loop
-
-    def reject(self, where: str, message: str) -> None:
-        self.problems.append(Problem(where, message, self.index))
+from crypto.sources import files
+from crypto.sources.body import Body, ParseResult, json_list, json_objects
 
 
 @dataclass(frozen=True)
@@ -127,7 +44,7 @@ class Source:
     calls_per_minute_setting: ClassVar[str | None] = None
     # What a saved file of this source is called, for backfills of folders and globs.
     file_suffixes: ClassVar[tuple[str, ...]] = (".json", ".json.gz")
-    # Whether its assets are linked to the same coins of other sources (crypto/link_rule.py).
+    # Whether its assets are linked to the same coins of other sources (crypto/services/link/rule.py).
     linked: ClassVar[bool] = False
     # Whether a backfill may read and parse its next file ahead, in another process (a file that
     # is streamed chunk by chunk, of any size, is not).
@@ -150,8 +67,6 @@ class Source:
 
     def read_file(self, *, path: str, context: FetchContext) -> Iterator[Body]:
         """The bodies of a saved file; by default one JSON body, gzip or not."""
-        from crypto.sources import files  # files reads bodies with this module's helpers
-
         return files.json_bodies(path, count=lambda data: len(self.records(data)))
 
     def records(self, data: Any) -> list[Any]:
@@ -185,98 +100,3 @@ class JsonListSource(Source):
 
     def parse_item(self, item: Mapping[str, Any], *, where: str, result: ParseResult) -> None:
         raise NotImplementedError
-
-
-def describe_json(data: Any) -> str:
-    """A short, safe description of an unexpected JSON value for an error message."""
-    if isinstance(data, dict):
-        keys = ", ".join(sorted(map(str, data))[:8])
-        return f"a JSON object with keys [{keys}]"
-    if isinstance(data, list):
-        return f"a JSON list of {len(data)} items"
-    return f"a JSON {type(data).__name__}"
-
-
-def without_nul(data: Any) -> Any:
-    """The body with NUL characters removed from its strings: PostgreSQL text and jsonb cannot
-    hold them, and one NUL would otherwise fail the whole run."""
-    if isinstance(data, str):
-        return data.replace("\x00", "")
-    if isinstance(data, list):
-        return [without_nul(item) for item in data]
-    if isinstance(data, dict):
-        return {without_nul(key): without_nul(value) for key, value in data.items()}
-    return data
-
-
-def json_loads(raw: bytes | str) -> Any:
-    """orjson for speed; the standard parser for what orjson refuses but a body can hold and still
-    be stored faithfully: integers wider than 64 bits (token supplies sometimes are); NaN and
-    Infinity (or a number too large for a float, 1e400), kept as {"$non_finite": "NaN"} (JSON and
-    jsonb have no such numbers, and a record holding one where a value is needed is refused); and
-    escaped lone surrogates (\\ud800), which no UTF-8 text can hold, replaced by U+FFFD."""
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return _without_lone_surrogates(json.loads(raw, parse_constant=_non_finite, parse_float=_finite_float))
-
-
-def _non_finite(constant: str) -> dict[str, str]:
-    # An object, so that no field reads it as a value: not a number, and not text (an id `NaN`).
-    return {"$non_finite": constant}
-
-
-def _finite_float(text: str) -> float | dict[str, str]:
-    number = float(text)
-    return number if math.isfinite(number) else _non_finite(text)  # 1e400 overflows to infinity
-
-
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # json.loads joins valid pairs: what is left is lone
-
-
-def _without_lone_surrogates(data: Any) -> Any:
-    if isinstance(data, str):
-        return _LONE_SURROGATE.sub("\ufffd", data)
-    if isinstance(data, list):
-        return [_without_lone_surrogates(item) for item in data]
-    if isinstance(data, dict):
-        return {_without_lone_surrogates(key): _without_lone_surrogates(value) for key, value in data.items()}
-    return data
-
-
-def canonical_json(data: Any) -> bytes:
-    """The body with sorted keys and no spaces: the same content hashes the same however it was
-    formatted on the wire or on disk."""
-    try:
-        return orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
-    except TypeError:
-        return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def json_list(data: Any, *, expected: str) -> list[Any]:
-    """The body's list of records; anything else (an error object, say) is a malformed body."""
-    if not isinstance(data, list):
-        raise MalformedBody(f"{expected}, got {describe_json(data)}")
-    return data
-
-
-def json_objects(items: list[Any], result: ParseResult) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(`record N`, object) for each item; an item that is not an object is a problem, skipped."""
-    for index, item in enumerate(items):
-        where = f"record {index}"
-        result.index = index
-        if isinstance(item, dict):
-            yield where, item
-        else:
-            result.reject(where, f"expected an object, got {describe_json(item)}")
-
-
-def record_id(item: Mapping[str, Any], *, where: str, result: ParseResult) -> str | None:
-    """The upstream id records are keyed on; a record without one is a problem, never keyed on symbol."""
-    upstream_id = to_text(item.get("id"))
-    if not upstream_id:
-        result.reject(where, "no `id`; records are keyed on it, never on symbol")
-    elif len(upstream_id) > MAX_ID_LENGTH:
-        result.reject(where, f"`id` is longer than {MAX_ID_LENGTH} characters")
-        return None
-    return upstream_id or None

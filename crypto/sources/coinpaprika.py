@@ -11,14 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from crypto.sources.base import (
-    Body,
-    FetchContext,
-    JsonListSource,
-    ParseResult,
-    Record,
-    record_id,
-)
+from crypto.sources.base import FetchContext, JsonListSource
+from crypto.sources.body import Body, ParseResult, Record, record_id
 from crypto.sources.values import (
     BadValue,
     Converter,

@@ -22,16 +22,8 @@ from typing import Any
 from django.utils.text import slugify
 
 from crypto.sources import coingecko, files
-from crypto.sources.base import (
-    Body,
-    FetchContext,
-    MalformedBody,
-    ParseResult,
-    Record,
-    Source,
-    SourceError,
-    describe_json,
-)
+from crypto.sources.base import FetchContext, Source
+from crypto.sources.body import Body, MalformedBody, ParseResult, Record, SourceError, describe_json
 from crypto.sources.values import (
     MAX_ID_LENGTH,
     BadValue,

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from crypto.sources.base import Body, MalformedBody, SourceError, json_loads
+from crypto.sources.body import Body, MalformedBody, SourceError, json_loads
 
 
 def read_bytes(path: str) -> tuple[bytes, str, int]:

@@ -21,8 +21,7 @@ from urllib.parse import urlparse
 import orjson
 import requests
 
-from crypto.metrics import UPSTREAM_CALLS, UPSTREAM_RETRIES
-from crypto.sources.base import SourceError, json_loads
+from crypto.sources.body import SourceError, json_loads
 
 USER_AGENT = "kasparro-crypto-etl/1.0"
 
@@ -124,13 +123,22 @@ class HttpPolicy:
     retry_after_cap: float = 60.0
 
 
+@dataclass(frozen=True, kw_only=True)
+class HttpHooks:
+    """What the caller does around each attempt: wait for the rate budget before it, count its
+    outcome (a status code or an error's name) and each retry."""
+
+    before_request: Callable[[], None] = lambda: None
+    outcome: Callable[[str], None] = lambda outcome: None
+    retried: Callable[[], None] = lambda: None
+
+
 class HttpClient:
     def __init__(
         self,
         *,
         policy: HttpPolicy | None = None,
-        name: str = "upstream",
-        before_request: Callable[[], None] | None = None,
+        hooks: HttpHooks | None = None,
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -142,9 +150,8 @@ class HttpClient:
         self.retry_after_cap = policy.retry_after_cap
         self.session = session or requests.Session()
         self.sleep = sleep
-        # Called before every attempt, retries included: the shared rate limiter waits here.
-        self.before_request = before_request
-        self.name = name  # the upstream, as metrics label it
+        # Called around every attempt, retries included: the shared rate limiter waits here.
+        self.hooks = hooks or HttpHooks()
 
     def backoff(self, attempt: int) -> float:
         """Full jitter (AWS architecture blog): uniform in [0, min(cap, base * 2**attempt)]."""
@@ -165,8 +172,7 @@ class HttpClient:
         attempt = 0
         while True:
             attempt += 1
-            if self.before_request is not None:
-                self.before_request()
+            self.hooks.before_request()
             try:
                 return self._attempt(url, params, headers, shown_url, secrets)
             except TransientUpstreamError as exc:
@@ -197,7 +203,7 @@ class HttpClient:
                         "reason": str(exc),
                     },
                 )
-                UPSTREAM_RETRIES.labels(self.name).inc()
+                self.hooks.retried()
                 self.sleep(delay)
 
     def _attempt(
@@ -212,17 +218,17 @@ class HttpClient:
             response = self.session.get(url, params=params, headers=headers, timeout=self.timeout)
             content = response.content
         except _TRANSIENT_EXCEPTIONS as exc:
-            UPSTREAM_CALLS.labels(self.name, type(exc).__name__).inc()
+            self.hooks.outcome(type(exc).__name__)
             raise TransientUpstreamError(f"GET {shown_url}: {redact(_network_reason(exc), secrets)}") from None
         except requests.RequestException as exc:
-            UPSTREAM_CALLS.labels(self.name, type(exc).__name__).inc()
+            self.hooks.outcome(type(exc).__name__)
             # Not str(exc): for a bad header it quotes the header's value, which may be the key.
             raise PermanentUpstreamError(
                 f"GET {shown_url}: the request could not be made ({type(exc).__name__})"
             ) from None
 
         status = response.status_code
-        UPSTREAM_CALLS.labels(self.name, str(status)).inc()
+        self.hooks.outcome(str(status))
         if status >= 400:
             transient, meaning = classify_status(status)
             detail = _error_detail(response, content)

@@ -16,7 +16,7 @@ from limits import RateLimitItemPerSecond
 from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
-from crypto.sources.base import SourceError
+from crypto.sources.body import SourceError
 
 logger = logging.getLogger(__name__)
 

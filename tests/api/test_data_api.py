@@ -12,7 +12,7 @@ import responses
 from django.test import Client
 
 from crypto.models import MarketQuote
-from crypto.services.ingestion import ingestion_run, saved_file
+from crypto.services.ingest.run import ingestion_run, saved_file
 from tests.conftest import GECKO_PAGE, PAPRIKA, UPSTREAM, mock_paprika
 
 pytestmark = pytest.mark.django_db

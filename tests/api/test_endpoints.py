@@ -13,7 +13,7 @@ import responses
 from django.db import ProgrammingError
 from django.test import Client
 
-from crypto.services.ingestion import ingestion_run
+from crypto.services.ingest.run import ingestion_run
 from tests.conftest import FIXTURES, mock_gecko_page, mock_gecko_two_pages, mock_paprika, upstream_bytes
 
 pytestmark = pytest.mark.django_db
@@ -72,13 +72,13 @@ def test_health_with_a_broker_counts_a_failure_only_for_a_source_still_scheduled
 ) -> None:
     from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
-    from crypto.services.schedules import schedules_sync
+    from crypto.services.ingest.schedules import schedules_sync
 
     settings.CSV_SOURCE_PATH = "/nowhere/markets.csv"
     schedules_sync()
     PeriodicTask.objects.filter(name="ingest csv").update(enabled=True)
     ingestion_run(source="csv", trigger="task")  # fails: no such file
-    with mock.patch("crypto.api.views.selectors.broker_status", return_value={"status": "ok", "workers": ["w1"]}):
+    with mock.patch("crypto.services.monitor.health.broker_status", return_value={"status": "ok", "workers": ["w1"]}):
         assert api.get("/health").json()["failing_sources"] == ["csv"]
         task = PeriodicTask.objects.get(name="ingest csv")
         task.interval, task.crontab = None, CrontabSchedule.objects.create(minute="*/15")  # edited to a crontab

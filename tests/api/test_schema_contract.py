@@ -19,7 +19,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from crypto.services.ingestion import ingestion_run, saved_file
+from crypto.services.ingest.run import ingestion_run, saved_file
 from kasparro.wsgi import application
 from tests.conftest import GECKO_PAGE, PAPRIKA, UPSTREAM
 

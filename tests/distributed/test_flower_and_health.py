@@ -11,7 +11,7 @@ import pytest
 import requests
 from django.test import override_settings
 
-from crypto.services.schedules import schedules_sync
+from crypto.services.ingest.schedules import schedules_sync
 from tests.distributed.conftest import send_task
 from tests.processes import ROOT, CeleryProcess, RedisServer, free_port, wait_for
 

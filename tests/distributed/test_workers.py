@@ -15,7 +15,7 @@ import pytest
 from django.test import override_settings
 
 from crypto.models import IngestionRun, MarketQuote, RawBody
-from crypto.services.schedules import schedules_sync
+from crypto.services.ingest.schedules import schedules_sync
 from tests.distributed.conftest import GECKO_PATH, PAPRIKA_PATH, send_task
 from tests.processes import ROOT, CeleryProcess, RedisServer, StubUpstream, wait_for
 
@@ -159,7 +159,7 @@ def test_shared_rate_limit_holds_across_processes(celery_env: dict[str, str], st
     script = (
         "import django; django.setup()\n"
         "from django.conf import settings\n"
-        "from crypto.services.ingestion import http_client_build\n"
+        "from crypto.services.ingest.run import http_client_build\n"
         "from crypto.sources import source_get\n"
         "client = http_client_build(source=source_get(name='coingecko'))\n"
         "for _ in range(6):\n"

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from crypto.sources import coingecko, coinpaprika
-from crypto.sources.base import MalformedBody
+from crypto.sources.body import MalformedBody
 from tests.conftest import GECKO_PAGE, PAPRIKA, upstream_json
 
 

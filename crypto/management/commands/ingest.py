@@ -16,12 +16,11 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from crypto.models import IngestionRun, LoadedFile
-from crypto.selectors import task_runs_wait
-from crypto.services.backfill import BackfillProgress, backfill_paths, backfill_run
-from crypto.services.enqueue import ingestion_enqueue
-from crypto.services.ingestion import ingestion_run, saved_file
+from crypto.services.ingest.backfill import BackfillProgress, backfill_paths, backfill_run
+from crypto.services.ingest.enqueue import ingestion_enqueue, task_runs_wait
+from crypto.services.ingest.run import ingestion_run, saved_file
 from crypto.sources import source_names
-from crypto.sources.base import SourceError
+from crypto.sources.body import SourceError
 
 
 class Command(BaseCommand):

@@ -10,7 +10,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.dateparse import parse_date, parse_datetime
 
-from crypto.services.renormalize import RenormalizeProgress, renormalize_run
+from crypto.services.ingest.renormalize import RenormalizeProgress, renormalize_run
 from crypto.sources import source_names
 
 

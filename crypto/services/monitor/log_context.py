@@ -21,7 +21,7 @@ from urllib.parse import urlparse
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
-from crypto.metrics import HTTP_REQUEST_SECONDS, method_label
+from crypto.services.monitor.metrics import HTTP_REQUEST_SECONDS, method_label
 
 _context: ContextVar[dict[str, Any]] = ContextVar("log_context", default={})  # noqa: B039 (never mutated)
 

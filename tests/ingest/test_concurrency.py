@@ -9,7 +9,7 @@ import responses
 from django.db import connection
 
 from crypto.models import IngestionRun, MarketQuote, RawBody
-from crypto.services.ingestion import ingestion_run, saved_file
+from crypto.services.ingest.run import ingestion_run, saved_file
 from tests.conftest import PAPRIKA, paprika_url, upstream_bytes
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -75,8 +75,8 @@ def test_a_run_waiting_for_the_source_lock_is_alive_and_only_dead_runs_are_close
     import psycopg2
     from django.db import transaction
 
-    from crypto.services.lifecycle import _abandoned_runs_close
-    from crypto.services.locks import _NAMESPACE, name_key
+    from crypto.services.ingest.lifecycle import _abandoned_runs_close
+    from crypto.services.ingest.locks import _NAMESPACE, name_key
     from tests.conftest import database_url
     from tests.processes import wait_for
 

@@ -12,7 +12,7 @@ import responses
 from django.db import connection
 
 from crypto.models import Asset, IngestionRun, MarketQuote, RawBody, RunBody
-from crypto.services.ingestion import ingestion_run, saved_file
+from crypto.services.ingest.run import ingestion_run, saved_file
 from tests.conftest import (
     GECKO_PAGE,
     GECKO_SMALL,
@@ -151,7 +151,7 @@ def test_failure_keeps_everything_earlier_runs_wrote(http: responses.RequestsMoc
 
 def test_database_error_mid_run_rolls_back_and_is_recorded(http: responses.RequestsMock, monkeypatch) -> None:
     mock_gecko_two_pages(http)
-    from crypto.services import ingestion
+    from crypto.services.ingest import run as ingestion
 
     calls = {"n": 0}
     real = ingestion.body_records_upsert
@@ -174,7 +174,7 @@ def test_a_failure_that_cannot_be_recorded_raises_the_database_error_for_the_cal
 ) -> None:
     from django.db import OperationalError
 
-    from crypto.services import lifecycle
+    from crypto.services.ingest import lifecycle
 
     mock_paprika(http, body=b'{"error": "invalid key"}', status=401)
 

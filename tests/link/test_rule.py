@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from crypto.link_rule import Ambiguous, Candidate, Link, links_find, paprika_slug
+from crypto.services.link.rule import Ambiguous, Candidate, Link, links_find, paprika_slug
 from tests.conftest import GECKO_PAGE, PAPRIKA, UPSTREAM
 
 # For each of the top 100 CoinGecko coins (by market_cap_rank), the CoinPaprika id of the same coin in the

@@ -1,7 +1,7 @@
 """The PostgreSQL write path: a body's records go in by COPY into a temporary staging table, then
 one `INSERT ... SELECT ... ON CONFLICT` per table. No ORM object per record, no per-row round trip.
 
-Guarantees are the ORM path's (crypto/services/storage.py): the same natural keys, one row per key
+Guarantees are the ORM path's (crypto/services/ingest/storage.py): the same natural keys, one row per key
 (the last record of a key in a body wins), and everything inside the caller's transaction, so a
 failed body or run leaves nothing behind.
 """
@@ -12,16 +12,13 @@ import io
 from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING
 
 import orjson
 from django.db import connection
 
 from crypto.models import QUOTE_VALUE_FIELDS
-from crypto.sources.base import Record
-
-if TYPE_CHECKING:
-    from crypto.services.storage import PreparedBody  # storage calls into this module
+from crypto.services.ingest.prepare import PreparedBody
+from crypto.sources.body import Record
 
 STAGE = "quote_stage"
 # Lives as long as the connection and is emptied by every commit: no catalog churn per body.

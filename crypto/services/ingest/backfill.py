@@ -31,11 +31,11 @@ from pathlib import Path
 from django.db import connections
 
 from crypto.models import IngestionRun, LoadedFile
-from crypto.services.bulk import stage_text
-from crypto.services.ingestion import file_bodies, ingestion_run, saved_file
-from crypto.services.storage import PreparedBody, body_prepare
+from crypto.services.ingest.bulk import stage_text
+from crypto.services.ingest.prepare import PreparedBody, body_prepare
+from crypto.services.ingest.run import file_bodies, ingestion_run, saved_file
 from crypto.sources import source_get
-from crypto.sources.base import ParseResult, SourceError
+from crypto.sources.body import ParseResult, SourceError
 from crypto.sources.files import file_digest
 
 logger = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ import responses
 from django.conf import settings
 from django.test import Client
 
-from crypto.services.ingestion import ingestion_run
+from crypto.services.ingest.run import ingestion_run
 from tests.conftest import mock_gecko_page, mock_gecko_two_pages
 
 pytestmark = pytest.mark.django_db

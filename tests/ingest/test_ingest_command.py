@@ -16,7 +16,7 @@ from crypto.models import IngestionRun, RawBody
 from tests.conftest import FIXTURES, PAPRIKA, UPSTREAM, database_url, mock_gecko_two_pages, mock_paprika
 
 pytestmark = pytest.mark.django_db
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def ingest(*args: str) -> tuple[str, str]:

@@ -16,7 +16,7 @@ import responses
 from django.core.management import CommandError, call_command
 
 from crypto.models import Asset, IngestionRun, LoadedFile, MarketQuote, RawBody
-from crypto.services.ingestion import ingestion_run, saved_file
+from crypto.services.ingest.run import ingestion_run, saved_file
 from tests.conftest import GECKO_PAGE, GECKO_SMALL, PAPRIKA, UPSTREAM, mock_gecko_two_pages, mock_paprika, upstream_json
 
 pytestmark = pytest.mark.django_db
@@ -93,7 +93,7 @@ def test_a_file_already_loaded_is_known_by_its_bytes_wherever_it_lies(tmp_path: 
 def test_a_file_changed_while_its_run_loads_it_is_known_by_the_bytes_that_were_loaded(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from crypto.services import ingestion
+    from crypto.services.ingest import run as ingestion
 
     first, second = archive(tmp_path / "saved", count=2)
     loaded_bytes, replacement = first.read_bytes(), second.read_bytes()
@@ -198,7 +198,7 @@ def test_two_processes_backfilling_the_same_archive_load_one_copy_of_everything(
     archive(tmp_path / "saved", count=6)
     env = {**os.environ, "DATABASE_URL": database_url(connection.settings_dict)}
     command = [sys.executable, "manage.py", "ingest", "--source", "coinpaprika", "--file", str(tmp_path / "saved")]
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     both = [
         subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for _ in range(2)
@@ -247,7 +247,7 @@ def _reader_killed(source: str, path: str) -> None:
 
 
 def test_a_backfill_goes_on_when_its_read_ahead_process_dies(tmp_path: Path, monkeypatch) -> None:
-    from crypto.services import backfill
+    from crypto.services.ingest import backfill
 
     monkeypatch.setattr(backfill, "_prepare_ahead", _reader_killed)
     archive(tmp_path / "saved", count=3)

@@ -1,13 +1,10 @@
 """Writes of one body: the raw row (once per content), and the normalized rows (upserted on their
 natural keys). Callers run these inside the run's transaction. The rows themselves go through
-crypto/services/bulk.py: COPY into a staging table and set-based upserts."""
+crypto/services/ingest/bulk.py: COPY into a staging table and set-based upserts."""
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from django.db.models import F, Value
 from django.db.models.functions import Coalesce, Greatest, Least
@@ -18,47 +15,10 @@ from crypto.models import (
     RunBody,
     SourceTotals,
 )
-from crypto.services import bulk
-from crypto.sources.base import Body, ParseResult, Record, canonical_json, without_nul
+from crypto.services.ingest import bulk
+from crypto.services.ingest.prepare import PreparedBody
+from crypto.sources.body import Record
 from crypto.sources.files import file_digest
-from crypto.sources.fingerprint import fingerprint
-
-
-@dataclass(frozen=True)
-class PreparedBody:
-    """A body made ready to store, by pure work done before the database is involved: the body as
-    it will be stored, its canonical JSON, content hash and fingerprint, and (when read ahead by a
-    backfill) its parse. A backfill's read-ahead process sends the valid records as COPY text
-    (`staged`) and only the problems in `parsed`, and drops `data`: records and bodies cost more
-    to send between processes than to parse."""
-
-    body: Body
-    data: Any  # the body as stored (NUL removed), what parsing must read; None once staged
-    canonical: bytes
-    digest: str
-    nul_removed: bool
-    fingerprint: dict[str, Any]
-    parsed: ParseResult | None = None
-    staged: str | None = None  # the valid records for the staging table (crypto/services/bulk.py)
-    staged_records: int = 0
-
-
-def body_prepare(body: Body) -> PreparedBody:
-    # One canonical serialization (a 2 MB body takes milliseconds) serves the NUL check and the hash.
-    data, canonical = body.data, canonical_json(body.data)
-    nul_removed = b"\\u0000" in canonical
-    if nul_removed:
-        # PostgreSQL text and jsonb cannot hold NUL; one would otherwise fail the whole run.
-        data = without_nul(data)
-        canonical = canonical_json(data)
-    return PreparedBody(
-        body=body,
-        data=data,
-        canonical=canonical,
-        digest=hashlib.sha256(canonical).hexdigest(),
-        nul_removed=nul_removed,
-        fingerprint=fingerprint(data),
-    )
 
 
 def raw_body_store(*, source: str, prepared: PreparedBody, run: IngestionRun) -> tuple[int, bool]:

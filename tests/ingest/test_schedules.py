@@ -10,8 +10,7 @@ from django.test import override_settings
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from crypto.models import SourceSchedule
-from crypto.selectors import schedule_of
-from crypto.services.schedules import schedules_sync
+from crypto.services.ingest.schedules import schedule_of, schedules_sync
 
 pytestmark = pytest.mark.django_db
 

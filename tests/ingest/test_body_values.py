@@ -8,7 +8,7 @@ import pytest
 from django.db import transaction
 
 from crypto.models import Asset, MarketQuote, QuarantinedRecord, RawBody
-from crypto.services.ingestion import ingestion_run, saved_file
+from crypto.services.ingest.run import ingestion_run, saved_file
 from tests.conftest import GECKO_SMALL, upstream_json
 
 pytestmark = pytest.mark.django_db
@@ -56,7 +56,7 @@ def test_values_the_columns_cannot_hold_reject_their_record_and_the_rest_of_the_
 
 
 def test_nan_and_a_lone_surrogate_in_a_body_are_stored_and_judged_alike_live_and_on_renormalize(tmp_path) -> None:
-    from crypto.services.renormalize import renormalize_run
+    from crypto.services.ingest.renormalize import renormalize_run
 
     data = upstream_json(GECKO_SMALL)
     assert isinstance(data, list)
@@ -85,7 +85,7 @@ def test_nan_and_a_lone_surrogate_in_a_body_are_stored_and_judged_alike_live_and
 def test_a_database_error_during_copy_is_djangos_so_the_run_can_tell_transient_from_permanent() -> None:
     from django.db import DataError
 
-    from crypto.services.bulk import staged_upsert
+    from crypto.services.ingest.bulk import staged_upsert
 
     with pytest.raises(DataError), transaction.atomic():
         staged_upsert(source="coingecko", text="not-a-number\tx\n", raw_id=1)

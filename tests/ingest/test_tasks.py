@@ -70,10 +70,10 @@ def test_a_trigger_is_sent_only_when_the_callers_transaction_commits(
     from django.db import transaction
     from django.db.transaction import on_commit
 
-    from crypto.services.enqueue import ingestion_enqueue
+    from crypto.services.ingest.enqueue import ingestion_enqueue
 
     settings.CSV_SOURCE_PATH = str(FIXTURES / "csv" / "simple_markets.csv")
-    monkeypatch.setattr("crypto.services.enqueue.on_commit", on_commit)
+    monkeypatch.setattr("crypto.services.ingest.enqueue.on_commit", on_commit)
     with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
         [queued] = ingestion_enqueue(sources=["csv"], trigger="api")
         assert not IngestionRun.objects.exists(), "nothing runs before the caller's transaction commits"

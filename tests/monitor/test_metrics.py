@@ -7,7 +7,7 @@ import responses
 from django.test import Client
 from prometheus_client.parser import text_string_to_metric_families
 
-from crypto.services.ingestion import ingestion_run
+from crypto.services.ingest.run import ingestion_run
 from tests.conftest import mock_paprika, paprika_url
 
 pytestmark = pytest.mark.django_db

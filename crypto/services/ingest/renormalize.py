@@ -16,9 +16,9 @@ from datetime import datetime
 from django.db import transaction
 
 from crypto.models import RawBody
-from crypto.services.locks import advisory_xact_lock_wait
-from crypto.services.storage import records_upsert
-from crypto.services.validation import quarantine_replace
+from crypto.services.ingest.locks import advisory_xact_lock_wait
+from crypto.services.ingest.storage import records_upsert
+from crypto.services.ingest.validation import quarantine_replace
 from crypto.sources import source_get, source_names
 
 

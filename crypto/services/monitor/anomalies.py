@@ -14,8 +14,8 @@ from django.conf import settings
 from django.db import connection
 from django.db.models import F, OuterRef, Q, Subquery
 
-from crypto.metrics import RUN_FLAGS
 from crypto.models import IngestionRun, MarketQuote, RawBody
+from crypto.services.monitor.metrics import RUN_FLAGS
 from crypto.sources import source_get
 
 logger = logging.getLogger(__name__)

@@ -17,20 +17,20 @@ from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
-from crypto.log_context import log_context
-from crypto.metrics import LAST_SUCCESS, RECORDS_FETCHED, ROWS_UPSERTED, RUN_SECONDS, RUNS
 from crypto.models import IngestionRun
-from crypto.services.anomalies import run_checks
-from crypto.services.links import links_refresh
-from crypto.services.locks import (
+from crypto.services.ingest.locks import (
     advisory_xact_lock_try,
     advisory_xact_lock_wait,
     run_alive,
     run_alive_mark,
     run_alive_release,
 )
+from crypto.services.link.refresh import links_refresh
+from crypto.services.monitor.anomalies import run_checks
+from crypto.services.monitor.log_context import log_context
+from crypto.services.monitor.metrics import LAST_SUCCESS, RECORDS_FETCHED, ROWS_UPSERTED, RUN_SECONDS, RUNS
 from crypto.sources import source_get
-from crypto.sources.base import SourceError
+from crypto.sources.body import SourceError
 from crypto.sources.http import UpstreamError
 
 logger = logging.getLogger(__name__)

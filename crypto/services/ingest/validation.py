@@ -11,9 +11,9 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 
-from crypto.metrics import QUARANTINED, SCHEMA_DRIFT
 from crypto.models import IngestionRun, QuarantinedRecord, RawBody, SchemaDrift, SourceTotals
-from crypto.sources.base import Body, Problem, SourceError
+from crypto.services.monitor.metrics import QUARANTINED, SCHEMA_DRIFT
+from crypto.sources.body import Body, Problem, SourceError
 from crypto.sources.fingerprint import drift_between
 
 logger = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """The one ingestion use-case. Every entry point (command, task, admin, API) calls `ingestion_run`.
 
 A run of one source stores each body it gets raw once and upserts its normalized rows, all in one
-transaction (crypto/services/lifecycle.py holds the run's life: its row, lock, failure and
+transaction (crypto/services/ingest/lifecycle.py holds the run's life: its row, lock, failure and
 checks). Where the bodies come from is an `Origin` handed to it: a live fetch, a saved file, or
 bodies a backfill read ahead.
 """
@@ -15,18 +15,15 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from crypto.models import IngestionRun
-from crypto.services.lifecycle import Progress, RunRequest, TaskCaller, run_lifecycle
-from crypto.services.storage import (
-    PreparedBody,
-    body_prepare,
-    body_records_upsert,
-    loaded_file_record,
-    raw_body_store,
-)
-from crypto.services.validation import drift_detect, quarantine_store, quarantine_threshold_check
+from crypto.services.ingest.lifecycle import Progress, RunRequest, TaskCaller, run_lifecycle
+from crypto.services.ingest.prepare import PreparedBody, body_prepare
+from crypto.services.ingest.storage import body_records_upsert, loaded_file_record, raw_body_store
+from crypto.services.ingest.validation import drift_detect, quarantine_store, quarantine_threshold_check
+from crypto.services.monitor.metrics import UPSTREAM_CALLS, UPSTREAM_RETRIES
 from crypto.sources import source_get
-from crypto.sources.base import Body, Source
-from crypto.sources.http import HttpClient, HttpPolicy
+from crypto.sources.base import Source
+from crypto.sources.body import Body
+from crypto.sources.http import HttpClient, HttpHooks, HttpPolicy
 from crypto.sources.ratelimit import SharedRateLimiter
 
 logger = logging.getLogger(__name__)
@@ -105,7 +102,12 @@ def http_client_build(*, source: Source) -> HttpClient:
         backoff_cap=settings.HTTP_BACKOFF_CAP,
         retry_after_cap=settings.HTTP_RETRY_AFTER_CAP,
     )
-    return HttpClient(policy=policy, name=source.name, before_request=limiter.acquire if limiter else None)
+    hooks = HttpHooks(
+        before_request=limiter.acquire if limiter else lambda: None,
+        outcome=lambda outcome: UPSTREAM_CALLS.labels(source.name, outcome).inc(),
+        retried=lambda: UPSTREAM_RETRIES.labels(source.name).inc(),
+    )
+    return HttpClient(policy=policy, hooks=hooks)
 
 
 def file_bodies(*, source: str, path: str) -> Iterator[Body]:

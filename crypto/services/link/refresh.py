@@ -1,5 +1,5 @@
 """One asset across sources: CoinGecko and CoinPaprika assets of the same coin share a canonical
-asset. The rule (crypto/link_rule.py) links only on agreeing evidence, never the symbol alone;
+asset. The rule (crypto/services/link/rule.py) links only on agreeing evidence, never the symbol alone;
 ambiguous assets stay unlinked and say why. Operators link and unlink by hand in the admin, and
 the rule never undoes what an operator decided."""
 
@@ -12,9 +12,9 @@ from django.db import transaction
 from django.db.models import Count, QuerySet
 from django.utils import timezone
 
-from crypto.link_rule import Candidate, links_find
 from crypto.models import Asset, CanonicalAsset
-from crypto.services.locks import advisory_xact_lock_wait
+from crypto.services.ingest.locks import advisory_xact_lock_wait
+from crypto.services.link.rule import Candidate, links_find
 from crypto.sources import sources
 
 logger = logging.getLogger(__name__)

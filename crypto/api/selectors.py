@@ -1,0 +1,167 @@
+"""Reads used by the API and the admin. Aggregates run in the database, never over rows in Python."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db.models import Count, Exists, JSONField, Max, OuterRef
+from django.db.models.expressions import RawSQL
+
+from crypto.models import IngestionRun, QuarantinedRecord, RawBody, RunBody, SchemaDrift, SourceTotals
+from crypto.services.monitor.health import run_latest
+from crypto.sources import source_get, source_names
+
+
+def _run_brief(run: IngestionRun | None) -> dict[str, Any] | None:
+    if run is None:
+        return None
+    return {
+        "id": run.pk,
+        "status": run.status,
+        "trigger": run.trigger,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+        "duration_seconds": run.duration_seconds,
+        "records_fetched": run.records_fetched,
+        "rows_upserted": run.rows_upserted,
+        "error": run.error or None,
+    }
+
+
+def stats_summary() -> dict[str, Any]:
+    """Per-source aggregates from the running totals (one small row per source) and the run
+    counts (an index-only count over the runs table), whatever the size of the data tables."""
+    raw: dict[str, dict[str, Any]] = {
+        row["source"]: dict(row)
+        for row in SourceTotals.objects.values(
+            "source", "raw_rows", "records", "quarantined", "first_fetched_at", "last_fetched_at"
+        )
+    }
+    run_counts: dict[str, dict[str, int]] = {}
+    for row in IngestionRun.objects.values("source", "status").order_by().annotate(n=Count("id")):
+        run_counts.setdefault(row["source"], {})[row["status"]] = row["n"]
+
+    drift: dict[str, dict[str, int]] = {}
+    for row in SchemaDrift.objects.values("source", "severity").order_by().annotate(n=Count("id")):
+        drift.setdefault(row["source"], {})[row["severity"]] = row["n"]
+    latest_ids = SchemaDrift.objects.values("source").order_by().annotate(last=Max("id")).values("last")
+    latest_drift = {d.source: d for d in SchemaDrift.objects.filter(pk__in=latest_ids)} if drift else {}
+
+    sources: dict[str, dict[str, Any]] = {}
+    for source in source_names():
+        counts = {status: run_counts.get(source, {}).get(status, 0) for status in IngestionRun.Status.values}
+        stored: dict[str, Any] = raw.get(source, {})
+        sources[source] = {
+            "datasets": counts[IngestionRun.Status.SUCCEEDED],
+            "raw_rows": stored.get("raw_rows", 0),
+            "records": stored.get("records") or 0,
+            "first_fetched_at": stored.get("first_fetched_at"),
+            "last_fetched_at": stored.get("last_fetched_at"),
+            "runs": counts,
+            "quarantined": stored.get("quarantined", 0),
+            "schema_drift": _drift_brief(drift.get(source, {}), latest_drift.get(source)),
+            "last_run": _run_brief(run_latest(source)),
+            "last_success": _run_brief(run_latest(source, IngestionRun.Status.SUCCEEDED)),
+        }
+    return {
+        "sources": sources,
+        "totals": {
+            "raw_rows": sum(s["raw_rows"] for s in sources.values()),
+            "records": sum(s["records"] for s in sources.values()),
+            "runs": sum(sum(s["runs"].values()) for s in sources.values()),
+        },
+    }
+
+
+def _drift_brief(counts: dict[str, int], latest: SchemaDrift | None) -> dict[str, Any]:
+    return {
+        "events": sum(counts.values()),
+        "warnings": counts.get(SchemaDrift.Severity.WARNING, 0),
+        "latest": None
+        if latest is None
+        else {
+            "id": latest.pk,
+            "severity": latest.severity,
+            "summary": latest.summary,
+            "detected_at": latest.detected_at,
+        },
+    }
+
+
+def _records_slice(*, raw_id: int, path: str, count: int, start: int = 0) -> tuple[list[Any], Any]:
+    """`count` records of a stored body from `start`, and its CSV header if it has one.
+
+    The slice is cut in the database (a JSON path), so a 2 MB body is not shipped to Python and
+    parsed to show a hundred records.
+    """
+    items, header = (
+        RawBody.objects.filter(pk=raw_id)
+        .annotate(
+            part=RawSQL(
+                "jsonb_path_query_array(data, %s)",
+                [f"{path}[{start} to {start + count - 1}]"],
+                output_field=JSONField(),
+            ),
+            head=RawSQL("data -> 'header'", [], output_field=JSONField()),
+        )
+        .values_list("part", "head")
+        .get()
+    )
+    return items or [], header
+
+
+def quarantined_record_raw(quarantined: QuarantinedRecord) -> Any:
+    """The quarantined record as its stored body holds it (a CSV row with its header's names)."""
+    if quarantined.index is None:
+        return None
+    module = source_get(name=quarantined.source)
+    items, header = _records_slice(
+        raw_id=quarantined.raw_id, path=module.records_path, count=1, start=quarantined.index
+    )
+    return module.records_view(items=items, header=header)[0] if items else None
+
+
+@dataclass(frozen=True)
+class Dataset:
+    run: IngestionRun
+    fetched_at: datetime
+    data_count: int
+    raw_ids: list[int]
+    records: list[Any]
+
+
+def dataset_latest(*, source: str | None, limit: int) -> Dataset | None:
+    """Everything the latest successful run that fetched something got from one source.
+
+    A run whose bodies were all unchanged still has a dataset: the bodies it fetched are linked to
+    it even though they were stored by an earlier run.
+    """
+    runs = IngestionRun.objects.filter(status=IngestionRun.Status.SUCCEEDED).filter(
+        Exists(RunBody.objects.filter(run=OuterRef("pk")))
+    )
+    if source:
+        runs = runs.filter(source=source)
+    run = runs.order_by("-started_at", "-id").first()
+    if run is None:
+        return None
+    links = list(
+        RunBody.objects.filter(run=run)
+        .order_by("position", "id")
+        .values_list("raw_id", "fetched_at", "raw__record_count")
+    )
+    records: list[Any] = []
+    module = source_get(name=run.source)
+    for raw_id, _, _ in links:
+        if len(records) >= limit:
+            break
+        items, header = _records_slice(raw_id=raw_id, path=module.records_path, count=limit - len(records))
+        records.extend(module.records_view(items=items, header=header))
+    return Dataset(
+        run=run,
+        fetched_at=max(fetched for _, fetched, _ in links),
+        data_count=sum(count for _, _, count in links),
+        raw_ids=[raw_id for raw_id, _, _ in links],
+        records=records,
+    )

@@ -1,0 +1,1 @@
+"""Monitor: /health's verdict, the checks after each run, Prometheus series and the fields of log lines."""
