@@ -122,8 +122,8 @@ JOIN asset a ON a.upstream_id = 'bench-coin-' || (1 + q.i %% %(assets)s);
 
 TOTALS_SQL = """
 DELETE FROM source_totals;
-INSERT INTO source_totals (source, raw_rows, records, first_fetched_at, last_fetched_at)
-SELECT source, count(*), sum(record_count), min(fetched_at), max(fetched_at) FROM raw_crypto_data GROUP BY source;
+INSERT INTO source_totals (source, raw_rows, records, quarantined, first_fetched_at, last_fetched_at)
+SELECT source, count(*), sum(record_count), 0, min(fetched_at), max(fetched_at) FROM raw_crypto_data GROUP BY source;
 ANALYZE;
 """
 
