@@ -1,17 +1,101 @@
-"""Reads used by the API and the admin. Aggregates run in the database, never over rows in Python."""
+"""Reads used by the API and the admin, the /health verdict among them. Aggregates run in the
+database, never over rows in Python."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
+from django.db import DatabaseError
 from django.db.models import Count, Exists, JSONField, Max, OuterRef
 from django.db.models.expressions import RawSQL
+from django.utils import timezone
+from django_celery_beat.models import PeriodicTask
 
 from crypto.models import IngestionRun, QuarantinedRecord, RawBody, RunBody, SchemaDrift, SourceTotals
-from crypto.services.monitor.health import run_latest
-from crypto.sources import source_get, source_names
+from crypto.services.ingest.schedules import periodic_task_name
+from crypto.services.monitor.probes import broker_status, database_ping
+from crypto.sources import source_get, source_names, sources
+
+
+def health_report() -> dict[str, Any]:
+    """What /health answers. `error` when the database is unreachable; `degraded` when the broker
+    is down, a source's latest run failed, or a scheduled source is stale; otherwise `ok`. Where
+    a broker runs the schedule, a source whose schedule is disabled (by an operator, or csv with no
+    CSV_SOURCE_PATH) is neither failing nor stale: its last run still shows in `sources`."""
+    now = timezone.now()
+    try:
+        latency_ms = database_ping()
+        freshness = sources_freshness()
+    except DatabaseError as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return {"status": "error", "time": now, "database": {"status": "down", "error": reason}}
+    broker = broker_status()
+    scheduled = broker["status"] != "not_configured"
+    failing = sorted(
+        name
+        for name, info in freshness.items()
+        if info["last_run_status"] == IngestionRun.Status.FAILED and (info["scheduled"] or not scheduled)
+    )
+    stale = sorted(name for name, info in freshness.items() if info["stale"]) if scheduled else []
+    return {
+        "status": "degraded" if failing or stale or broker["status"] == "down" else "ok",
+        "time": now,
+        "database": {"status": "ok", "latency_ms": latency_ms},
+        "broker": broker,
+        "failing_sources": failing,
+        "stale_sources": stale,
+        "sources": freshness,
+    }
+
+
+def run_latest(source: str, *statuses: str) -> IngestionRun | None:
+    runs = IngestionRun.objects.filter(source=source)
+    if statuses:
+        runs = runs.filter(status__in=statuses)
+    return runs.order_by("-started_at", "-id").first()
+
+
+def sources_freshness() -> dict[str, dict[str, Any]]:
+    """Per source: the last run, the last success, and whether that success is older than the
+    schedule allows (STALE_AFTER_INTERVALS intervals; `stale` is None when unscheduled)."""
+    now = timezone.now()
+    result = {}
+    for source in source_names():
+        last = run_latest(source, IngestionRun.Status.SUCCEEDED, IngestionRun.Status.FAILED)
+        success = (
+            last
+            if last and last.status == IngestionRun.Status.SUCCEEDED
+            else run_latest(source, IngestionRun.Status.SUCCEEDED)
+        )
+        scheduled, every = schedule_of(source=source)
+        last_success_at = success.finished_at if success else None
+        stale = None
+        if every is not None:
+            allowed = timedelta(seconds=every * settings.STALE_AFTER_INTERVALS)
+            stale = last_success_at is None or now - last_success_at > allowed
+        result[source] = {
+            "last_success_at": last_success_at,
+            "last_run_status": last.status if last else None,
+            "last_error": last.error if last and last.status == IngestionRun.Status.FAILED else None,
+            "scheduled": scheduled,
+            "schedule_seconds": every,
+            "stale": stale,
+        }
+    return result
+
+
+def schedule_of(*, source: str) -> tuple[bool, int | None]:
+    """Whether beat runs the source (its periodic task is enabled), and the interval it uses now
+    (the admin may have edited it); None when disabled or on a crontab, solar or clocked schedule."""
+    task = PeriodicTask.objects.filter(name=periodic_task_name(source=source)).select_related("interval").first()
+    if task is None:
+        return True, getattr(settings, sources()[source].interval_setting)
+    if not task.enabled:
+        return False, None
+    return True, int(task.interval.schedule.run_every.total_seconds()) if task.interval is not None else None
 
 
 def _run_brief(run: IngestionRun | None) -> dict[str, Any] | None:

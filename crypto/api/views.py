@@ -21,7 +21,6 @@ from crypto.api.serializers import (
     HealthSerializer,
     StatsSerializer,
 )
-from crypto.services.monitor.health import health_report
 from crypto.services.monitor.metrics import metrics_exposition
 
 
@@ -36,7 +35,7 @@ class HealthViewSet(viewsets.ViewSet):
     authentication_classes: list[type] = []  # open to all: a stale token must not turn it into a 401
 
     def retrieve(self, request: Request) -> Response:
-        report = health_report()
+        report = selectors.health_report()
         if report["status"] == "error":
             return Response(HealthErrorSerializer(report).data, status=status.HTTP_503_SERVICE_UNAVAILABLE)
         return Response(HealthSerializer(report).data)

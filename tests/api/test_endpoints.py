@@ -78,7 +78,7 @@ def test_health_with_a_broker_counts_a_failure_only_for_a_source_still_scheduled
     schedules_sync()
     PeriodicTask.objects.filter(name="ingest csv").update(enabled=True)
     ingestion_run(source="csv", trigger="task")  # fails: no such file
-    with mock.patch("crypto.services.monitor.health.broker_status", return_value={"status": "ok", "workers": ["w1"]}):
+    with mock.patch("crypto.api.selectors.broker_status", return_value={"status": "ok", "workers": ["w1"]}):
         assert api.get("/health").json()["failing_sources"] == ["csv"]
         task = PeriodicTask.objects.get(name="ingest csv")
         task.interval, task.crontab = None, CrontabSchedule.objects.create(minute="*/15")  # edited to a crontab

@@ -9,8 +9,9 @@ from django.core.management import call_command
 from django.test import override_settings
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
+from crypto.api.selectors import schedule_of
 from crypto.models import SourceSchedule
-from crypto.services.ingest.schedules import schedule_of, schedules_sync
+from crypto.services.ingest.schedules import schedules_sync
 
 pytestmark = pytest.mark.django_db
 

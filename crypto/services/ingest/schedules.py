@@ -78,14 +78,3 @@ def schedules_sync() -> list[str]:
     for change in changes:
         logger.info("beat schedule %s", change)
     return changes
-
-
-def schedule_of(*, source: str) -> tuple[bool, int | None]:
-    """Whether beat runs the source (its periodic task is enabled), and the interval it uses now
-    (the admin may have edited it); None when disabled or on a crontab, solar or clocked schedule."""
-    task = PeriodicTask.objects.filter(name=periodic_task_name(source=source)).select_related("interval").first()
-    if task is None:
-        return True, getattr(settings, sources()[source].interval_setting)
-    if not task.enabled:
-        return False, None
-    return True, int(task.interval.schedule.run_every.total_seconds()) if task.interval is not None else None
