@@ -54,6 +54,9 @@ class IngestionRun(models.Model):
     comparison = models.JSONField(default=dict, blank=True)
     # Anomalies found after the run: [{"kind": ..., "message": ...}].
     flags = models.JSONField(default=list, blank=True)
+    # When the newest body of a successful run was fetched (a saved file's: when it was saved):
+    # the source's latest dataset is the one with the newest data, not the latest run.
+    data_fetched_at = models.DateTimeField(null=True, blank=True)
     bodies: models.ManyToManyField[RawBody, RunBody] = models.ManyToManyField(
         "RawBody", through="RunBody", related_name="runs"
     )
@@ -66,6 +69,16 @@ class IngestionRun(models.Model):
             models.Index(fields=["source", "-started_at"], name="run_source_started"),
             models.Index(fields=["-started_at", "-id"], name="run_started_id"),
             models.Index(fields=["task_id"], name="run_task_id"),
+            models.Index(
+                fields=["source", "-data_fetched_at", "-id"],
+                condition=models.Q(status="succeeded", data_fetched_at__isnull=False),
+                name="run_source_newest_data",
+            ),
+            models.Index(
+                fields=["-data_fetched_at", "-id"],
+                condition=models.Q(status="succeeded", data_fetched_at__isnull=False),
+                name="run_newest_data",
+            ),
         ]
 
     # Seconds the upstream asked us to wait after a transient failure; for the caller, not stored.
@@ -107,6 +120,9 @@ class RawBody(models.Model):
     )
     # Field paths and JSON types over its records (crypto/sources/fingerprint.py).
     fingerprint = models.JSONField(null=True, blank=True)
+    newest_record_at = models.DateTimeField(
+        null=True, blank=True, help_text="the newest upstream timestamp among its valid records: how old its data is"
+    )
 
     class Meta:
         db_table = "raw_crypto_data"

@@ -3,13 +3,14 @@ database, never over rows in Python."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError
-from django.db.models import Count, Exists, JSONField, Max, OuterRef
+from django.db import DatabaseError, connection
+from django.db.models import Count, JSONField, Max
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
@@ -17,29 +18,33 @@ from django_celery_beat.models import PeriodicTask
 from crypto.models import IngestionRun, QuarantinedRecord, RawBody, RunBody, SchemaDrift, SourceTotals
 from crypto.services.ingest.schedules import periodic_task_name
 from crypto.services.monitor.probes import broker_status, database_ping
-from crypto.sources import source_get, source_names, sources
+from crypto.sources import source_get, source_names
 
 
 def health_report() -> dict[str, Any]:
-    """What /health answers. `error` when the database is unreachable; `degraded` when the broker
-    is down, a source's latest run failed, or a scheduled source is stale; otherwise `ok`. Where
-    a broker runs the schedule, a source whose schedule is disabled (by an operator, or csv with no
-    CSV_SOURCE_PATH) is neither failing nor stale: its last run still shows in `sources`."""
+    """What /health answers, in three queries whatever the number of sources and runs. `error`
+    when the database is unreachable; `degraded` when the broker is down, a source's latest live
+    run failed, or a scheduled source is stale; otherwise `ok`.
+
+    A source is scheduled only where a broker runs beat and its periodic task is enabled (not by
+    an operator's hand, nor for csv without CSV_SOURCE_PATH): only then can it be stale, and a
+    disabled one is not failing. Without a broker nothing is scheduled and a failed latest run is
+    failing. A saved file's run neither hides a failing live source nor makes it fresh."""
     now = timezone.now()
+    beat_runs = bool(settings.REDIS_URL)
     try:
         latency_ms = database_ping()
-        freshness = sources_freshness()
+        freshness = sources_freshness(beat_runs=beat_runs)
     except DatabaseError as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return {"status": "error", "time": now, "database": {"status": "down", "error": reason}}
     broker = broker_status()
-    scheduled = broker["status"] != "not_configured"
     failing = sorted(
         name
         for name, info in freshness.items()
-        if info["last_run_status"] == IngestionRun.Status.FAILED and (info["scheduled"] or not scheduled)
+        if info["last_run_status"] == IngestionRun.Status.FAILED and (info["scheduled"] or not beat_runs)
     )
-    stale = sorted(name for name, info in freshness.items() if info["stale"]) if scheduled else []
+    stale = sorted(name for name, info in freshness.items() if info["stale"])
     return {
         "status": "degraded" if failing or stale or broker["status"] == "down" else "ok",
         "time": now,
@@ -58,28 +63,47 @@ def run_latest(source: str, *statuses: str) -> IngestionRun | None:
     return runs.order_by("-started_at", "-id").first()
 
 
-def sources_freshness() -> dict[str, dict[str, Any]]:
-    """Per source: the last run, the last success, and whether that success is older than the
-    schedule allows (STALE_AFTER_INTERVALS intervals; `stale` is None when unscheduled)."""
+# Per source, in one statement: its latest live run that ended (a saved file's says nothing of
+# the upstream), and the successful run holding its newest data (an index seek each).
+_FRESHNESS_SQL = """
+SELECT s.source, last.status, last.error, newest.finished_at, newest.data_fetched_at
+FROM unnest(%s::text[]) AS s(source)
+LEFT JOIN LATERAL (
+    SELECT status, error FROM ingestion_run
+    WHERE source = s.source AND status IN ('succeeded', 'failed') AND trigger <> 'file'
+    ORDER BY started_at DESC, id DESC LIMIT 1
+) last ON true
+LEFT JOIN LATERAL (
+    SELECT finished_at, data_fetched_at FROM ingestion_run
+    WHERE source = s.source AND status = 'succeeded' AND data_fetched_at IS NOT NULL
+    ORDER BY data_fetched_at DESC, id DESC LIMIT 1
+) newest ON true
+"""
+
+
+def sources_freshness(*, beat_runs: bool) -> dict[str, dict[str, Any]]:
+    """Per source: its latest live run, its newest data and the run that brought it, and whether
+    that data is older than the schedule allows (STALE_AFTER_INTERVALS intervals; `stale` is None
+    when nothing schedules the source)."""
     now = timezone.now()
+    names = source_names()
+    schedules = schedules_of(sources=names) if beat_runs else dict.fromkeys(names, (False, None))
+    with connection.cursor() as cursor:
+        cursor.execute(_FRESHNESS_SQL, [list(names)])
+        rows = {row[0]: row[1:] for row in cursor.fetchall()}
     result = {}
-    for source in source_names():
-        last = run_latest(source, IngestionRun.Status.SUCCEEDED, IngestionRun.Status.FAILED)
-        success = (
-            last
-            if last and last.status == IngestionRun.Status.SUCCEEDED
-            else run_latest(source, IngestionRun.Status.SUCCEEDED)
-        )
-        scheduled, every = schedule_of(source=source)
-        last_success_at = success.finished_at if success else None
+    for source in names:
+        last_status, last_error, last_success_at, data_fetched_at = rows[source]
+        scheduled, every = schedules[source]
         stale = None
-        if every is not None:
+        if scheduled and every is not None:
             allowed = timedelta(seconds=every * settings.STALE_AFTER_INTERVALS)
-            stale = last_success_at is None or now - last_success_at > allowed
+            stale = data_fetched_at is None or now - data_fetched_at > allowed
         result[source] = {
             "last_success_at": last_success_at,
-            "last_run_status": last.status if last else None,
-            "last_error": last.error if last and last.status == IngestionRun.Status.FAILED else None,
+            "data_fetched_at": data_fetched_at,
+            "last_run_status": last_status,
+            "last_error": (last_error or None) if last_status == IngestionRun.Status.FAILED else None,
             "scheduled": scheduled,
             "schedule_seconds": every,
             "stale": stale,
@@ -87,15 +111,27 @@ def sources_freshness() -> dict[str, dict[str, Any]]:
     return result
 
 
+def schedules_of(*, sources: Iterable[str]) -> dict[str, tuple[bool, int | None]]:
+    """Per source, whether beat runs it (its periodic task is enabled) and the interval it uses
+    now (the admin may have edited it); None when disabled or on a crontab, solar or clocked
+    schedule. One query for all of them."""
+    names = {periodic_task_name(source=source): source for source in sources}
+    tasks = {task.name: task for task in PeriodicTask.objects.filter(name__in=names).select_related("interval")}
+    result: dict[str, tuple[bool, int | None]] = {}
+    for name, source in names.items():
+        task = tasks.get(name)
+        if task is None:
+            result[source] = (True, getattr(settings, source_get(name=source).interval_setting))
+        elif not task.enabled:
+            result[source] = (False, None)
+        else:
+            every = int(task.interval.schedule.run_every.total_seconds()) if task.interval is not None else None
+            result[source] = (True, every)
+    return result
+
+
 def schedule_of(*, source: str) -> tuple[bool, int | None]:
-    """Whether beat runs the source (its periodic task is enabled), and the interval it uses now
-    (the admin may have edited it); None when disabled or on a crontab, solar or clocked schedule."""
-    task = PeriodicTask.objects.filter(name=periodic_task_name(source=source)).select_related("interval").first()
-    if task is None:
-        return True, getattr(settings, sources()[source].interval_setting)
-    if not task.enabled:
-        return False, None
-    return True, int(task.interval.schedule.run_every.total_seconds()) if task.interval is not None else None
+    return schedules_of(sources=[source])[source]
 
 
 def _run_brief(run: IngestionRun | None) -> dict[str, Any] | None:
@@ -214,38 +250,52 @@ class Dataset:
     data_count: int
     raw_ids: list[int]
     records: list[Any]
+    newest_record_at: datetime | None  # how old the data is, by the upstream's own timestamps
+    from_saved_file: bool
+
+    @property
+    def returned(self) -> int:
+        return len(self.records)
+
+    @property
+    def age_seconds(self) -> int | None:
+        if self.newest_record_at is None:
+            return None
+        return int((timezone.now() - self.newest_record_at).total_seconds())
 
 
 def dataset_latest(*, source: str | None, limit: int) -> Dataset | None:
-    """Everything the latest successful run that fetched something got from one source.
+    """Everything that one successful run got from one source: the run holding the newest data
+    (a saved file loaded today after a live run is older data, and a run that got no record
+    failed), across sources when none is asked.
 
     A run whose bodies were all unchanged still has a dataset: the bodies it fetched are linked to
     it even though they were stored by an earlier run.
     """
-    runs = IngestionRun.objects.filter(status=IngestionRun.Status.SUCCEEDED).filter(
-        Exists(RunBody.objects.filter(run=OuterRef("pk")))
-    )
+    runs = IngestionRun.objects.filter(status=IngestionRun.Status.SUCCEEDED, data_fetched_at__isnull=False)
     if source:
         runs = runs.filter(source=source)
-    run = runs.order_by("-started_at", "-id").first()
+    run = runs.order_by("-data_fetched_at", "-id").first()
     if run is None:
         return None
     links = list(
         RunBody.objects.filter(run=run)
         .order_by("position", "id")
-        .values_list("raw_id", "fetched_at", "raw__record_count")
+        .values_list("raw_id", "fetched_at", "raw__record_count", "raw__newest_record_at")
     )
     records: list[Any] = []
     module = source_get(name=run.source)
-    for raw_id, _, _ in links:
+    for raw_id, *_ in links:
         if len(records) >= limit:
             break
         items, header = _records_slice(raw_id=raw_id, path=module.records_path, count=limit - len(records))
         records.extend(module.records_view(items=items, header=header))
     return Dataset(
         run=run,
-        fetched_at=max(fetched for _, fetched, _ in links),
-        data_count=sum(count for _, _, count in links),
-        raw_ids=[raw_id for raw_id, _, _ in links],
+        fetched_at=max(fetched for _, fetched, _, _ in links),
+        data_count=sum(count for _, _, count, _ in links),
+        raw_ids=[raw_id for raw_id, *_ in links],
         records=records,
+        newest_record_at=max((newest for *_, newest in links if newest is not None), default=None),
+        from_saved_file=run.trigger == IngestionRun.Trigger.FILE,
     )

@@ -231,24 +231,42 @@ class TriggeredSerializer(serializers.Serializer):
 # The answers of /health, /data and /stats: the views render through these, and the schema shows them.
 
 
+WITHHELD = "withheld: staff and API token holders see the reason"
+
+
+class InternalTextField(serializers.CharField):
+    """Text that can name local paths, hosts or internal exceptions: shown only where the view's
+    context says the client may see detail (staff, token holders); others learn there is one."""
+
+    def to_representation(self, value: Any) -> str:
+        return super().to_representation(value) if self.context.get("detail") else WITHHELD
+
+
 class DatabaseHealthSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=["ok", "down"])
     latency_ms = serializers.FloatField(required=False)
-    error = serializers.CharField(required=False)
+    error = InternalTextField(required=False)
 
 
 class BrokerHealthSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=["ok", "down", "not_configured"])
     workers = serializers.ListField(child=serializers.CharField(), required=False)
     detail = serializers.CharField(required=False)
-    error = serializers.CharField(required=False)
+    error = InternalTextField(required=False)
 
 
 class SourceHealthSerializer(serializers.Serializer):
-    last_success_at = serializers.DateTimeField(allow_null=True)
-    last_run_status = serializers.CharField(allow_null=True)
-    last_error = serializers.CharField(allow_null=True)
-    scheduled = serializers.BooleanField(help_text="beat runs it: its periodic task is enabled")
+    last_success_at = serializers.DateTimeField(
+        allow_null=True, help_text="when the run that brought the newest data finished"
+    )
+    data_fetched_at = serializers.DateTimeField(
+        allow_null=True, help_text="when the newest data was fetched (a saved file's: when it was saved)"
+    )
+    last_run_status = serializers.CharField(allow_null=True, help_text="of the latest live run that ended")
+    last_error = InternalTextField(allow_null=True)
+    scheduled = serializers.BooleanField(
+        help_text="beat runs it: a broker is configured and its periodic task is enabled"
+    )
     schedule_seconds = serializers.IntegerField(
         allow_null=True, help_text="null: not scheduled, or on a crontab rather than an interval"
     )
@@ -272,13 +290,20 @@ class HealthErrorSerializer(serializers.Serializer):
 
 
 class DatasetSerializer(serializers.Serializer):
-    source = serializers.CharField()  # type: ignore[assignment]  # a field, not Serializer's attribute of this name
-    fetched_at = serializers.DateTimeField()
+    source = serializers.CharField(source="run.source")  # type: ignore[assignment]  # a field, not Serializer's attribute of this name
+    fetched_at = serializers.DateTimeField(help_text="when the newest body of the dataset was fetched")
+    newest_record_at = serializers.DateTimeField(
+        allow_null=True, help_text="the newest upstream timestamp among the dataset's records: how old the data is"
+    )
+    age_seconds = serializers.IntegerField(allow_null=True, help_text="seconds from `newest_record_at` to now")
+    from_saved_file = serializers.BooleanField(help_text="loaded from a saved file (a recording), not fetched live")
     data_count = serializers.IntegerField(help_text="records in the whole dataset")
-    run_id = serializers.IntegerField()
+    run_id = serializers.IntegerField(source="run.pk")
     raw_ids = serializers.ListField(child=serializers.IntegerField())
     returned = serializers.IntegerField(help_text="records in `data` (at most `limit`)")
-    data = serializers.ListField(child=serializers.JSONField(), help_text="records as the upstream sent them")  # type: ignore[assignment]  # a field, not Serializer's attribute of this name
+    data = serializers.ListField(  # type: ignore[assignment]  # a field, not Serializer's attribute of this name
+        source="records", child=serializers.JSONField(), help_text="records as the upstream sent them"
+    )
 
 
 class RunBriefSerializer(serializers.Serializer):

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import status, viewsets
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import AuthenticationFailed, NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -28,17 +29,33 @@ from crypto.services.monitor.metrics import metrics_exposition
 class HealthViewSet(viewsets.ViewSet):
     """Is the service alive: database reachability and per-source freshness.
 
-    `status` is `ok`; `degraded` when a source's latest run failed, a scheduled source is stale, or
-    the broker is down; `error` (HTTP 503) when the database is unreachable."""
+    `status` is `ok`; `degraded` when a source's latest live run failed, a scheduled source is
+    stale, or the broker is down; `error` (HTTP 503) when the database is unreachable. The reasons
+    (errors, which can name paths and hosts) are shown to staff and API token holders; others
+    read `withheld`."""
 
     throttle_classes: list[type] = []  # monitors and container healthchecks poll it
-    authentication_classes: list[type] = []  # open to all: a stale token must not turn it into a 401
+
+    def perform_authentication(self, request: Request) -> None:
+        # A token or a staff session sees the detail; a bad token makes the client anonymous here,
+        # never refused: monitors poll this.
+        with contextlib.suppress(AuthenticationFailed):
+            request.user  # noqa: B018  # reading it authenticates
 
     def retrieve(self, request: Request) -> Response:
         report = selectors.health_report()
+        context = {"detail": _sees_detail(request)}
         if report["status"] == "error":
-            return Response(HealthErrorSerializer(report).data, status=status.HTTP_503_SERVICE_UNAVAILABLE)
-        return Response(HealthSerializer(report).data)
+            return Response(
+                HealthErrorSerializer(report, context=context).data, status=status.HTTP_503_SERVICE_UNAVAILABLE
+            )
+        return Response(HealthSerializer(report, context=context).data)
+
+
+def _sees_detail(request: Request) -> bool:
+    """Staff and API token holders see the reasons behind /health (they can name local paths and
+    hosts); everyone else sees the verdict."""
+    return request.auth is not None or bool(getattr(request.user, "is_staff", False))
 
 
 @extend_schema_view(
@@ -49,7 +66,10 @@ class HealthViewSet(viewsets.ViewSet):
 )
 class DataViewSet(viewsets.ViewSet):
     """The latest successfully ingested dataset: everything one successful run fetched from one
-    source (all CoinGecko pages of that run), with its records as the upstream sent them.
+    source (all CoinGecko pages of that run), with its records as the upstream sent them. Latest
+    means the newest data: a saved file loaded after a live run does not replace it, and a run
+    that got no record failed. `newest_record_at` and `age_seconds` say how old the data is,
+    `from_saved_file` whether it is a recording rather than a live fetch.
 
     `?source=coingecko|coinpaprika|csv` picks a source; `?limit=` caps the records returned
     (`data_count` always counts all of them)."""
@@ -64,19 +84,7 @@ class DataViewSet(viewsets.ViewSet):
                 f"No data has been ingested yet{f' for source {source!r}' if source else ''}; "
                 "run `python manage.py ingest`."
             )
-        return Response(
-            DatasetSerializer(
-                {
-                    "source": dataset.run.source,
-                    "fetched_at": dataset.fetched_at,
-                    "data_count": dataset.data_count,
-                    "run_id": dataset.run.pk,
-                    "raw_ids": dataset.raw_ids,
-                    "returned": len(dataset.records),
-                    "data": dataset.records,
-                }
-            ).data
-        )
+        return Response(DatasetSerializer(dataset).data)
 
 
 @extend_schema_view(retrieve=extend_schema(responses={200: StatsSerializer}))

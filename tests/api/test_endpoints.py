@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -60,11 +61,78 @@ def test_health_is_ok_with_database_detail_and_sources(api: Client, http: respon
 def test_health_is_degraded_when_a_sources_latest_run_failed(api: Client, http: responses.RequestsMock) -> None:
     mock_paprika(http, body=b'{"error": "bad key"}', status=401)
     ingestion_run(source="coinpaprika", trigger="cli")
-    response = api.get("/health")
+    response = api.get("/health", HTTP_AUTHORIZATION=f"Token {token_key()}")
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "degraded" and body["failing_sources"] == ["coinpaprika"]
     assert "HTTP 401" in body["sources"]["coinpaprika"]["last_error"]
+
+
+def token_key(*, staff: bool = False) -> str:
+    from django.contrib.auth.models import User
+    from rest_framework.authtoken.models import Token
+
+    user = User.objects.create_user(username=f"script-{User.objects.count()}", is_staff=staff)
+    return str(Token.objects.create(user=user).key)
+
+
+def test_health_names_no_path_host_or_exception_to_anonymous_clients_and_all_to_staff_and_tokens(
+    api: Client, settings
+) -> None:
+    from django.contrib.auth.models import User
+
+    settings.CSV_SOURCE_PATH = "/srv/private-share/markets.csv"
+    ingestion_run(source="csv", trigger="cli")  # fails: no such file, named in the error
+    broker_down = {"status": "down", "error": "ConnectionError: Error 111 connecting to 10.1.2.3:6379", "workers": []}
+    staff = Client(HTTP_ACCEPT="application/json")
+    staff.force_login(User.objects.create_user(username="operator", is_staff=True))
+    with mock.patch("crypto.api.selectors.broker_status", return_value=broker_down):
+        anonymous = api.get("/health").content.decode()
+        bad_token = api.get("/health", HTTP_AUTHORIZATION="Token not-a-real-token").content.decode()
+        token = api.get("/health", HTTP_AUTHORIZATION=f"Token {token_key()}").content.decode()
+        session = staff.get("/health").content.decode()
+    for answer in (anonymous, bad_token):
+        assert "/srv/private-share" not in answer and "10.1.2.3" not in answer and "ConnectionError" not in answer
+        assert '"failing_sources":["csv"]' in answer and '"status":"down"' in answer
+    for answer in (token, session):
+        assert "/srv/private-share/markets.csv" in answer and "10.1.2.3:6379" in answer
+
+
+@pytest.mark.parametrize("broker", ["none", "ok"])
+def test_health_is_coherent_in_every_mode_stale_only_where_scheduled_and_every_stale_source_listed(
+    api: Client, http: responses.RequestsMock, settings, broker: str
+) -> None:
+    from django.utils import timezone
+
+    from crypto.models import IngestionRun
+
+    settings.REDIS_URL = "" if broker == "none" else "redis://127.0.0.1:1/0"
+    mock_paprika(http)
+    ingestion_run(source="coinpaprika", trigger="cli")
+    IngestionRun.objects.update(data_fetched_at=timezone.now() - timezone.timedelta(days=2))
+    with mock.patch("crypto.api.selectors.broker_status", return_value={"status": "ok", "workers": ["w1"]}):
+        body = api.get("/health").json()
+    sources = body["sources"]
+    assert body["stale_sources"] == sorted(name for name, info in sources.items() if info["stale"])
+    assert (body["status"] == "degraded") == bool(body["stale_sources"] or body["failing_sources"])
+    if broker == "none":  # nothing schedules: nothing is scheduled, nothing judged stale
+        assert {(info["scheduled"], info["schedule_seconds"], info["stale"]) for info in sources.values()} == {
+            (False, None, None)
+        }
+        assert body["status"] == "ok"
+    else:
+        assert sources["coinpaprika"]["scheduled"] and sources["coinpaprika"]["stale"]
+        assert "coinpaprika" in body["stale_sources"] and body["status"] == "degraded"
+
+
+def test_health_answers_in_three_queries_whatever_the_sources_and_runs(
+    api: Client, http: responses.RequestsMock, django_assert_max_num_queries
+) -> None:
+    mock_paprika(http)
+    for _ in range(3):
+        ingestion_run(source="coinpaprika", trigger="cli")
+    with django_assert_max_num_queries(3):
+        assert api.get("/health").status_code == 200
 
 
 def test_health_with_a_broker_counts_a_failure_only_for_a_source_still_scheduled(
@@ -75,6 +143,7 @@ def test_health_with_a_broker_counts_a_failure_only_for_a_source_still_scheduled
     from crypto.services.ingest.schedules import schedules_sync
 
     settings.CSV_SOURCE_PATH = "/nowhere/markets.csv"
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # beat runs where a broker is configured
     schedules_sync()
     PeriodicTask.objects.filter(name="ingest csv").update(enabled=True)
     ingestion_run(source="csv", trigger="task")  # fails: no such file
@@ -110,6 +179,7 @@ def test_health_answers_503_error_when_the_database_is_unreachable() -> None:
     status, _, body = result.stdout.strip().partition(" ")
     assert status == "503", result.stderr[-2000:]
     assert '"status": "error"' in body and '"database": {"status": "down"' in body
+    assert "127.0.0.1" not in body and "nothing" not in body, "anonymous clients see no host or database"
 
 
 def test_health_ignores_credentials_it_does_not_need(api: Client) -> None:
@@ -239,3 +309,65 @@ def test_browsable_api_renders_html_for_a_browser(http: responses.RequestsMock) 
     response = Client().get("/stats", HTTP_ACCEPT="text/html")
     assert response.status_code == 200
     assert b"Stats" in response.content and response["Content-Type"].startswith("text/html")
+
+
+def test_an_empty_answer_fails_its_run_keeps_the_dataset_and_degrades_health(
+    api: Client, http: responses.RequestsMock
+) -> None:
+    mock_paprika(http)
+    good = ingestion_run(source="coinpaprika", trigger="cli")
+    http.reset()
+    mock_paprika(http, body=b"[]")
+    empty = ingestion_run(source="coinpaprika", trigger="cli")
+    assert (empty.status, empty.error_kind) == ("failed", "transient")
+    assert "held no records" in empty.error
+    data = api.get("/data?source=coinpaprika").json()
+    assert data["run_id"] == good.pk and data["data_count"] == 2500
+    health = api.get("/health").json()
+    assert health["status"] == "degraded" and health["failing_sources"] == ["coinpaprika"]
+
+
+def test_an_old_saved_file_loaded_after_live_runs_neither_replaces_the_data_nor_hides_a_failing_source(
+    api: Client, http: responses.RequestsMock, tmp_path: Path
+) -> None:
+    from datetime import UTC, datetime
+
+    from crypto.services.ingest.run import saved_file
+
+    mock_paprika(http)
+    live = ingestion_run(source="coinpaprika", trigger="cli")
+    http.reset()
+    mock_paprika(http, body=b'{"error": "server busy"}', status=401)
+    assert ingestion_run(source="coinpaprika", trigger="cli").status == "failed"
+    old = json.loads(upstream_bytes("coinpaprika_tickers_greenyun2.json"))
+    old[0]["quotes"]["USD"]["price"] = 1.5  # other content: stored as a body of its own
+    saved = tmp_path / "tickers-2025-01-01.json"
+    saved.write_text(json.dumps(old))
+    january = datetime(2025, 1, 1, tzinfo=UTC).timestamp()
+    os.utime(saved, (january, january))
+    backfill = ingestion_run(source="coinpaprika", trigger="file", origin=saved_file(path=str(saved)))
+    assert backfill.status == "succeeded" and backfill.raw_stored == 1
+
+    data = api.get("/data?source=coinpaprika").json()
+    assert data["run_id"] == live.pk and data["from_saved_file"] is False
+    health = api.get("/health").json()
+    assert health["failing_sources"] == ["coinpaprika"] and health["status"] == "degraded"
+    live.refresh_from_db()
+    assert health["sources"]["coinpaprika"]["data_fetched_at"] == live.data_fetched_at.isoformat().replace(
+        "+00:00", "Z"
+    )
+
+
+def test_data_says_how_old_its_data_is_and_whether_it_is_a_saved_file(
+    api: Client, http: responses.RequestsMock, tmp_path: Path
+) -> None:
+    from crypto.services.ingest.run import saved_file
+
+    saved = tmp_path / "tickers.json"
+    saved.write_bytes(upstream_bytes("coinpaprika_tickers_greenyun2.json"))
+    ingestion_run(source="coinpaprika", trigger="file", origin=saved_file(path=str(saved)))
+    recorded = api.get("/data").json()
+    newest = max(ticker["last_updated"] for ticker in json.loads(saved.read_bytes()) if ticker.get("last_updated"))
+    assert recorded["from_saved_file"] is True
+    assert recorded["newest_record_at"].replace("Z", "") == newest.replace("Z", "")
+    assert recorded["age_seconds"] > 24 * 3600, "a recording is not today's market"

@@ -63,6 +63,11 @@ ON CONFLICT (asset_id, last_updated) DO UPDATE SET
     raw_id = excluded.raw_id, ingested_at = excluded.ingested_at
 """
 
+# How old the body's data is: its newest record, for /data to say.
+_RAW_NEWEST = f"""
+UPDATE raw_crypto_data SET newest_record_at = (SELECT max(last_updated) FROM {STAGE}) WHERE id = %(raw_id)s
+"""
+
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
@@ -123,7 +128,9 @@ def staged_upsert(*, source: str, text: str, raw_id: int) -> int:
         cursor.execute(_ASSETS_INSERT, params)
         cursor.execute(_ASSETS_RENAME, params)
         cursor.execute(_QUOTES_UPSERT, params)
-        return cursor.rowcount
+        written = cursor.rowcount
+        cursor.execute(_RAW_NEWEST, params)
+        return written
 
 
 def raw_insert(*, source: str, prepared: PreparedBody, run_id: int) -> tuple[int, bool]:

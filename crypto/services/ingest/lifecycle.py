@@ -124,6 +124,7 @@ def _failed(run: IngestionRun, exc: Exception, *, request: RunRequest) -> None:
     run.retry_scheduled = bool(request.task and request.task.retry_allowed) and run.error_kind == "transient"
     # What was counted was rolled back with the transaction.
     run.raw_stored = run.raw_duplicates = run.rows_upserted = 0
+    run.data_fetched_at = None
     if not isinstance(exc, (SourceError, DatabaseError)) and not timed_out:
         logger.exception("ingestion run crashed")
     try:

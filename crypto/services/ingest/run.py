@@ -22,13 +22,22 @@ from crypto.services.ingest.validation import drift_detect, quarantine_store, qu
 from crypto.services.monitor.metrics import UPSTREAM_CALLS, UPSTREAM_RETRIES
 from crypto.sources import source_get
 from crypto.sources.base import Source
-from crypto.sources.body import Body
+from crypto.sources.body import Body, SourceError
 from crypto.sources.http import HttpClient, HttpHooks, HttpPolicy
 from crypto.sources.ratelimit import SharedRateLimiter
 
 logger = logging.getLogger(__name__)
 
 PROBLEMS_KEPT = 100
+
+
+class EmptyResult(SourceError):
+    """A run got no record at all: it fails, so an empty answer never replaces the data, and
+    /health shows the source failing. From the upstream it is transient: worth asking again."""
+
+    def __init__(self, message: str, *, transient: bool) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -77,6 +86,13 @@ def ingestion_run(
         for item in origin.bodies(module):
             parsed_records += _body_ingest(run=run, module=module, prepared=item, say=say)
             read = (item.body.file_digest, item.body.file_size) if item.body.file_digest else read
+            run.data_fetched_at = max(filter(None, (run.data_fetched_at, item.body.fetched_at)))
+        if run.records_fetched == 0:
+            raise EmptyResult(
+                f"{source}: {'the file' if origin.file else 'the upstream'} held no records; "
+                "the previous dataset stays the latest",
+                transient=not origin.file,
+            )
         quarantine_threshold_check(rejected=run.records_rejected, total=parsed_records, where="the run")
         if origin.file:
             loaded_file_record(source=source, path=origin.file, run=run, read=read)
