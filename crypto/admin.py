@@ -155,7 +155,8 @@ class IngestionRunAdmin(ReadOnlyAdmin):
             if item["error"]:
                 self.message_user(request, f"{item['source']}: {item['error']}", messages.ERROR)
             else:
-                self.message_user(request, f"{item['source']}: queued as task {item['task_id'] or '(ran here)'}")
+                said = "queued as task " + item["task_id"] if item["status"] == "queued" else "ran here and succeeded"
+                self.message_user(request, f"{item['source']}: {said}")
 
     @admin.display(description="flagged", boolean=True)
     def flagged(self, run: IngestionRun) -> bool:

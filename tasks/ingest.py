@@ -2,7 +2,8 @@
 
 The run table is the record: each attempt is a run with this task's id. A transient failure
 (throttled, upstream or database away) is retried with capped exponential backoff and jitter,
-honouring the upstream's Retry-After; a permanent one fails the task at once.
+honouring the upstream's Retry-After; a permanent one fails the task at once. A run skipped because
+another run held its source fails the task too (IngestionSkipped): it ingested nothing.
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ class IngestionFailed(Exception):
     pass
 
 
+class IngestionSkipped(IngestionFailed):
+    """Another run held the source: this task wrote nothing, so it does not end as a success."""
+
+
 def retry_delay(*, retries: int, retry_after: float | None) -> float:
     """Full-jitter backoff, at least what the upstream asked for, never past the cap (which the
     settings keep below the broker's visibility timeout, so a waiting retry is not redelivered)."""
@@ -34,7 +39,8 @@ def retry_delay(*, retries: int, retry_after: float | None) -> float:
     return min(float(settings.INGEST_RETRY_BACKOFF_CAP), max(backoff, retry_after or 0.0))
 
 
-@shared_task(bind=True, name="tasks.ingest_source", max_retries=None)
+# A skip is expected, not a crash: the worker logs it without a traceback.
+@shared_task(bind=True, name="tasks.ingest_source", max_retries=None, throws=(IngestionSkipped,))
 def ingest_source(self: Task, source: str, trigger: str = IngestionRun.Trigger.TASK) -> dict[str, Any]:
     if source not in source_names():
         raise IngestionFailed(f"unknown source {source!r}; expected one of {', '.join(source_names())}")
@@ -66,4 +72,6 @@ def _ingest(self: Task, *, source: str, trigger: str, retries: int) -> dict[str,
             TASK_RETRIES.labels(source).inc()
             raise self.retry(exc=error, countdown=retry_delay(retries=retries, retry_after=run.retry_after))
         raise error
+    if run.status == IngestionRun.Status.SKIPPED:
+        raise IngestionSkipped(f"{source} run #{run.pk} skipped: {run.error}")
     return {"run_id": run.pk, "source": source, "status": run.status, "rows_upserted": run.rows_upserted}

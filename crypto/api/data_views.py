@@ -7,7 +7,7 @@ from typing import Any
 
 from django.db.models import OuterRef, QuerySet, Subquery
 from django_filters.rest_framework import DjangoFilterBackend
-from drf_spectacular.utils import extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
@@ -93,6 +93,10 @@ class AssetViewSet(_DataViewSet):
         request=TriggerSerializer,
         responses={
             202: TriggeredSerializer(many=True),
+            200: OpenApiResponse(TriggeredSerializer(many=True), description="No broker: it ran here and succeeded."),
+            502: OpenApiResponse(
+                TriggeredSerializer(many=True), description="No broker: it ran here and a run failed (see `error`)."
+            ),
             400: ErrorSerializer,
             401: ErrorSerializer,
             403: ErrorSerializer,
@@ -123,8 +127,14 @@ class RunViewSet(mixins.CreateModelMixin, _DataViewSet):
         trigger.is_valid(raise_exception=True)
         source = trigger.validated_data["source"]
         sources = list(source_names()) if source == "all" else [source]
-        queued = ingestion_enqueue(sources=sources, trigger=IngestionRun.Trigger.API)
-        return Response(TriggeredSerializer(queued, many=True).data, status=status.HTTP_202_ACCEPTED)
+        outcomes = ingestion_enqueue(sources=sources, trigger=IngestionRun.Trigger.API)
+        states = {outcome["status"] for outcome in outcomes}
+        code = (
+            status.HTTP_202_ACCEPTED
+            if "queued" in states
+            else (status.HTTP_502_BAD_GATEWAY if "failed" in states else status.HTTP_200_OK)
+        )
+        return Response(TriggeredSerializer(outcomes, many=True).data, status=code)
 
 
 class RawViewSet(_DataViewSet):

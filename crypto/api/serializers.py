@@ -224,7 +224,11 @@ class TriggerSerializer(serializers.Serializer):
 
 class TriggeredSerializer(serializers.Serializer):
     source = serializers.CharField()  # type: ignore[assignment]  # a field, not Serializer's attribute of this name
-    task_id = serializers.CharField(help_text="Celery task id; empty when it ran in process (no broker)")
+    task_id = serializers.CharField(help_text="Celery task id; empty when it ran in process and failed")
+    status = serializers.ChoiceField(
+        choices=["queued", "succeeded", "failed"],
+        help_text="queued for the workers; with no broker it ran in process and succeeded or failed",
+    )
     error = serializers.CharField(help_text="why it failed, when it ran in process and failed")
 
 

@@ -240,3 +240,40 @@ def test_ingest_async_wait_exits_non_zero_when_the_task_fails(
     assert "coinpaprika: task " in result.stdout
     assert "HTTP 401" in result.stderr
     assert len(stub.calls_to(PAPRIKA_PATH)) == 1, "a permanent failure is not retried"
+
+
+def test_ingest_async_wait_fails_naming_the_failure_when_its_retry_is_skipped_for_another_run(
+    celery_env: dict[str, str], processes: Callable[..., CeleryProcess], stub: StubUpstream
+) -> None:
+    import psycopg2
+    from django.db import connection
+
+    from crypto.services.ingest.locks import _NAMESPACE, name_key
+    from tests.conftest import database_url
+
+    env = {**celery_env, "HTTP_MAX_ATTEMPTS": "1"}
+    stub.scripted[PAPRIKA_PATH].append((503, {"Retry-After": "2"}, b'{"error": "busy"}'))  # retried in 2 s
+    processes("worker", env, "w1")
+    command = subprocess.Popen(
+        [sys.executable, "manage.py", "ingest", "--source", "coinpaprika", "--async", "--wait", "--timeout", "60"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    other_run = psycopg2.connect(database_url(connection.settings_dict))  # another run holds the source
+    try:
+        wait_for(
+            lambda: IngestionRun.objects.filter(status="failed").exists(), timeout=60, what="the failure", every=0.05
+        )
+        other_run.cursor().execute("SELECT pg_advisory_xact_lock(%s, %s)", [_NAMESPACE, name_key("ingest:coinpaprika")])
+        out, err = command.communicate(timeout=90)
+    finally:
+        other_run.close()
+        command.kill()
+    assert command.returncode == 1, out + err
+    assert "coinpaprika  skipped" in out and "succeeded" not in out
+    assert "coinpaprika did not ingest" in err and "attempt 1 failed" in err and "503" in err
+    assert "attempt 2 skipped" in err and "already being ingested" in err
+    assert list(IngestionRun.objects.order_by("id").values_list("status", flat=True)) == ["failed", "skipped"]

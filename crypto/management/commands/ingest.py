@@ -17,7 +17,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from crypto.models import IngestionRun, LoadedFile
 from crypto.services.ingest.backfill import BackfillProgress, backfill_paths, backfill_run
-from crypto.services.ingest.enqueue import ingestion_enqueue, task_runs_wait
+from crypto.services.ingest.enqueue import ingestion_enqueue, task_attempts_wait
 from crypto.services.ingest.run import ingestion_run, saved_file
 from crypto.sources import source_names
 from crypto.sources.body import SourceError
@@ -85,9 +85,9 @@ class Command(BaseCommand):
         if options["run_async"]:
             if file:
                 raise CommandError("--file cannot be combined with --async: the workers may not see this file")
-            waited = self._enqueue(sources, wait=options["wait"], timeout=options["timeout"])
-            self._summary(waited)
-            self._fail_if_any(waited)
+            attempts = self._enqueue(sources, wait=options["wait"], timeout=options["timeout"])
+            self._summary([runs[-1] for runs in attempts])
+            self._fail_unless_done(attempts)
             return
 
         if file:
@@ -145,6 +145,22 @@ class Command(BaseCommand):
         if failed:
             raise CommandError("\n".join(f"{run.source} failed (run #{run.pk}): {run.error}" for run in failed))
 
+    @staticmethod
+    def _fail_unless_done(attempts: list[list[IngestionRun]]) -> None:
+        """A task whose last attempt did not succeed did not ingest: a retry skipped because
+        another run held the source is no success, and the failure before it is the reason."""
+        undone = [runs for runs in attempts if runs[-1].status != IngestionRun.Status.SUCCEEDED]
+        if undone:
+            raise CommandError(
+                "\n".join(
+                    f"{runs[-1].source} did not ingest (task {runs[-1].task_id}): "
+                    + "; ".join(
+                        f"attempt {number} {run.status}: {run.error}" for number, run in enumerate(runs, start=1)
+                    )
+                    for runs in undone
+                )
+            )
+
     def _report_rejected(self, run: IngestionRun) -> None:
         for problem in run.problems[:20]:
             self.stderr.write(f"  {run.source}: rejected {problem}")
@@ -169,8 +185,8 @@ class Command(BaseCommand):
             fallbacks[source] = path
         return fallbacks
 
-    def _enqueue(self, sources: tuple[str, ...], *, wait: bool, timeout: float) -> list[IngestionRun]:
-
+    def _enqueue(self, sources: tuple[str, ...], *, wait: bool, timeout: float) -> list[list[IngestionRun]]:
+        """Send one task per source; with `wait`, each task's attempts once it has ended."""
         if not settings.REDIS_URL:
             self.stdout.write("No REDIS_URL: no broker, so each task runs here, in this process.")
         try:
@@ -189,14 +205,14 @@ class Command(BaseCommand):
         if not wait:
             return []
         self.stdout.write(f"Waiting for {len(task_ids)} task(s), at most {timeout:.0f}s ...")
-        runs = task_runs_wait(task_ids=[t for t in task_ids.values() if t], timeout=timeout)
-        missing = [name for name, task_id in task_ids.items() if task_id and task_id not in runs]
+        attempts = task_attempts_wait(task_ids=[t for t in task_ids.values() if t], timeout=timeout)
+        missing = [name for name, task_id in task_ids.items() if task_id and task_id not in attempts]
         if missing:
             raise CommandError(
                 f"timed out after {timeout:.0f}s waiting for {', '.join(missing)}: is a worker running "
                 "(celery -A kasparro worker)?"
             )
-        return list(runs.values())
+        return list(attempts.values())
 
     def _backfill(self, source: str, target: str) -> None:
         try:
