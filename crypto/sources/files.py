@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import gzip
 import hashlib
 import os
+import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,6 +48,72 @@ def file_digest(path: str) -> tuple[str, int]:
     except OSError as exc:
         raise SourceError(f"{path}: cannot be read ({exc.strerror})") from None
     return digest.hexdigest(), size
+
+
+def saved_files(target: str, *, suffixes: tuple[str, ...]) -> list[Path]:
+    """The files a folder (walked whole, keeping those with `suffixes`), a glob (`**` for any
+    depth) or one file name, each once however many links lead to it, oldest first (modification
+    time, then name). Links are followed, but no folder is entered twice: a loop ends there."""
+    if glob.has_magic(target):
+        base = Path(*[part for part in _parts_before_magic(target)] or ["."])
+        pattern = re.compile(_glob_regex(target))
+        found = [path for path in _walk(base) if pattern.fullmatch(str(path))]
+    elif Path(target).is_dir():
+        found = [path for path in _walk(Path(target)) if path.name.endswith(suffixes)]
+    elif Path(target).is_file():
+        return [Path(target)]
+    else:
+        raise SourceError(f"{target}: no such file or folder")
+    once: dict[tuple[int, int], Path] = {}
+    for path in found:
+        with contextlib.suppress(OSError):  # a broken link, or gone since the walk
+            status = path.stat()
+            once.setdefault((status.st_dev, status.st_ino), path)
+    return sorted(once.values(), key=lambda path: (path.stat().st_mtime, path.name))
+
+
+def _walk(root: Path) -> Iterator[Path]:
+    entered: set[tuple[int, int]] = set()
+    for folder, subfolders, names in os.walk(root, followlinks=True):
+        status = os.stat(folder)
+        if (status.st_dev, status.st_ino) in entered:
+            subfolders[:] = []  # a link back to a folder already walked
+            continue
+        entered.add((status.st_dev, status.st_ino))
+        yield from (Path(folder) / name for name in names)
+
+
+def _parts_before_magic(pattern: str) -> list[str]:
+    parts = Path(pattern).parts
+    return list(parts[: next(i for i, part in enumerate(parts) if glob.has_magic(part))])
+
+
+def _glob_regex(pattern: str) -> str:
+    """A glob as a regular expression over whole paths: `**/` any folders (none too), `**` anything,
+    `*` and `?` within one name, `[...]` a class of characters."""
+    out, i = [], 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif pattern[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif pattern[i] == "?":
+            out.append("[^/]")
+            i += 1
+        elif pattern[i] == "[" and "]" in pattern[i + 2 :]:
+            end = pattern.index("]", i + 2)
+            inner = pattern[i + 1 : end]
+            out.append("[" + ("^" + inner[1:] if inner.startswith("!") else inner) + "]")
+            i = end + 1
+        else:
+            out.append(re.escape(pattern[i]))
+            i += 1
+    return "".join(out)
 
 
 def modified_at(path: str) -> datetime:

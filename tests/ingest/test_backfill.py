@@ -253,3 +253,28 @@ def test_a_backfill_goes_on_when_its_read_ahead_process_dies(tmp_path: Path, mon
     archive(tmp_path / "saved", count=3)
     out, _ = ingest("--source", "coinpaprika", "--file", str(tmp_path / "saved"))
     assert "3 succeeded (3 bodies stored" in out and MarketQuote.objects.count() == 150
+
+
+def test_folders_and_globs_with_symlink_loops_finish_and_name_each_file_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from crypto.services.ingest.backfill import backfill_paths
+
+    root = tmp_path / "saved"
+    (root / "2025" / "01").mkdir(parents=True)
+    first, second = root / "2025" / "a.json", root / "2025" / "01" / "b.json.gz"
+    first.write_text("[]")
+    second.write_bytes(b"")
+    (root / "2025" / "01" / "up").symlink_to(root, target_is_directory=True)  # a loop to the top
+    (root / "2025" / "back").symlink_to(root / "2025", target_is_directory=True)  # a loop to a parent
+    (root / "again.json").symlink_to(first)  # the same file by another name
+    (root / "gone.json").symlink_to(root / "missing.json")  # a broken link
+    expected = {first.resolve(), second.resolve()}
+    for target in [str(root), f"{root}/**/*.json*", f"{root}/**", f"{root}/2025/*/*.gz"]:
+        found = backfill_paths(source="coinpaprika", target=target)
+        assert len(found) == len({path.resolve() for path in found}), target
+        assert {path.resolve() for path in found} <= expected and found, target
+    assert {p.resolve() for p in backfill_paths(source="coinpaprika", target=str(root))} == expected
+    assert [p.name for p in backfill_paths(source="coinpaprika", target=f"{root}/2025/*/*.gz")] == ["b.json.gz"]
+    monkeypatch.chdir(root)
+    assert backfill_paths(source="coinpaprika", target="2025/*.json") == [Path("2025/a.json")]

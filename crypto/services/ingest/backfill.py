@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import glob
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -36,7 +35,7 @@ from crypto.services.ingest.prepare import PreparedBody, body_prepare
 from crypto.services.ingest.run import file_bodies, ingestion_run, saved_file
 from crypto.sources import source_get
 from crypto.sources.body import ParseResult, SourceError
-from crypto.sources.files import file_digest
+from crypto.sources.files import file_digest, saved_files
 
 logger = logging.getLogger(__name__)
 
@@ -64,17 +63,9 @@ class BackfillProgress:
 
 
 def backfill_paths(*, source: str, target: str) -> list[Path]:
-    """The saved bodies `target` names, oldest first (modification time, then name)."""
+    """The saved bodies `target` names (a file, a folder, a glob), each once, oldest first."""
     suffixes = source_get(name=source).file_suffixes
-    if any(ch in target for ch in "*?["):
-        found = [Path(p) for p in glob.glob(target, recursive=True)]
-    elif Path(target).is_dir():
-        found = [p for p in Path(target).rglob("*") if p.name.endswith(suffixes)]
-    elif Path(target).is_file():
-        return [Path(target)]
-    else:
-        raise SourceError(f"{target}: no such file or folder")
-    files = sorted((p for p in found if p.is_file()), key=lambda p: (p.stat().st_mtime, p.name))
+    files = saved_files(target, suffixes=suffixes)
     if not files:
         raise SourceError(f"{target}: no saved bodies ({', '.join(suffixes)}) found there")
     return files
