@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 
 from limits import RateLimitItemPerSecond
+from limits.errors import StorageError
 from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 
@@ -24,6 +25,13 @@ logger = logging.getLogger(__name__)
 class RateLimitTimeout(SourceError):
     transient = True
     retry_after: float | None = None
+
+
+class RateLimiterUnavailable(SourceError):
+    """The store that holds the shared budget (Redis) cannot be reached: no call may be made, and
+    the run is worth trying again once it is back."""
+
+    transient = True
 
 
 class SharedRateLimiter:
@@ -41,7 +49,12 @@ class SharedRateLimiter:
         # One second of margin: the upstream counts arrivals, and a call admitted just as the
         # window turns can arrive a few milliseconds later, inside the upstream's window.
         self.item = RateLimitItemPerSecond(calls, window_seconds + 1, namespace="kasparro-upstream")
-        self.limiter = MovingWindowRateLimiter(storage_from_string(_limits_url(storage_url)))
+        self.storage_url = storage_url
+        # Storage errors raised as one class (StorageError); a Redis that hangs is given up on.
+        options = {"socket_connect_timeout": 5, "socket_timeout": 5} if storage_url else {}
+        self.limiter = MovingWindowRateLimiter(
+            storage_from_string(_limits_url(storage_url), wrap_exceptions=True, **options)
+        )
         # Several processes compete for the same slots, so one may wait a few windows; the task's
         # soft time limit bounds the wait in the end, this only turns endless starvation into an error.
         self.max_wait = max_wait if max_wait is not None else 10.0 * (window_seconds + 1)
@@ -49,6 +62,16 @@ class SharedRateLimiter:
 
     def acquire(self) -> None:
         """Block until a call to this upstream fits in the window; give up after `max_wait`."""
+        try:
+            self._acquire()
+        except StorageError as exc:
+            where = self.storage_url.rsplit("@", 1)[-1]  # never a password
+            raise RateLimiterUnavailable(
+                f"{self.name}: the shared rate limit's store ({where}) is unreachable, so no call was made: "
+                f"{exc.storage_error}"
+            ) from None
+
+    def _acquire(self) -> None:
         deadline = time.monotonic() + self.max_wait
         while not self.limiter.hit(self.item, self.name):
             reset_at = self.limiter.get_window_stats(self.item, self.name).reset_time

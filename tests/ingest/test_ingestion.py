@@ -322,3 +322,16 @@ def test_source_totals_always_equal_the_raw_table(http: responses.RequestsMock, 
     }
     assert totals == expected
     assert totals["coingecko"][:2] == (2, 350)
+
+
+def test_an_unreachable_rate_limiter_store_fails_the_run_as_transient_with_a_clear_reason(settings) -> None:
+    from crypto.sources.ratelimit import SharedRateLimiter
+
+    settings.REDIS_URL = "redis://127.0.0.1:9/0"  # Redis away: nothing listens there
+    run = ingestion_run(source="coinpaprika", trigger="task")  # no HTTP mock: no call may be made
+    assert (run.status, run.error_kind) == ("failed", "transient")
+    assert "rate limit" in run.error and "unreachable" in run.error and "Traceback" not in run.error
+    limiter = SharedRateLimiter(name="coinpaprika", calls=5, window_seconds=60, storage_url=settings.REDIS_URL)
+    with pytest.raises(Exception) as raised:
+        limiter.acquire()
+    assert getattr(raised.value, "transient", False) is True
