@@ -74,3 +74,49 @@ def test_postgres_restarted_during_a_run_fails_that_run_cleanly_and_the_retry_su
     assert [row[0] for row in history].count("succeeded") == 1
     assert query(env["DATABASE_URL"], "SELECT count(*) FROM raw_crypto_data")[0][0] == 2
     assert query(env["DATABASE_URL"], "SELECT count(*) FROM market_quote")[0][0] == 350
+
+
+def migrated(env: dict[str, str]) -> None:
+    result = subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_database_outage_during_a_command_run_is_one_line_and_the_run_is_recorded_or_closed_later(
+    celery_env: dict[str, str], stub: StubUpstream, private_pg: EmbeddedPostgres
+) -> None:
+    env = {**celery_env, "DATABASE_URL": private_pg.url("kasparro")}
+    migrated(env)
+    ingest = [sys.executable, "manage.py", "ingest", "--source", "coingecko"]
+    stub.delay[GECKO_PATH] = 3
+
+    def run_through(outage: Callable[[], None]) -> subprocess.CompletedProcess[str]:
+        stub.arrived[GECKO_PATH].clear()
+        command = subprocess.Popen(ingest, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert stub.arrived[GECKO_PATH].wait(30)
+        outage()
+        out, err = command.communicate(timeout=120)
+        return subprocess.CompletedProcess(ingest, command.returncode, out, err)
+
+    def restart() -> None:  # a restart: back within seconds
+        private_pg.stop(mode="fast")
+        private_pg.start()
+
+    brief = run_through(restart)
+    assert brief.returncode == 1 and "Traceback" not in brief.stderr, brief.stderr
+    assert "coingecko failed" in brief.stderr and "database" in brief.stderr
+    assert query(env["DATABASE_URL"], "SELECT status FROM ingestion_run") == [("failed",)], "recorded, not running"
+
+    long = run_through(lambda: private_pg.stop(mode="fast"))  # down until the command has given up
+    private_pg.start()
+    assert long.returncode == 1 and "Traceback" not in long.stderr, long.stderr
+    assert "could not be recorded" in long.stderr and "closes it as abandoned" in long.stderr
+    said = [line for line in long.stderr.splitlines() if not line.startswith("{")]  # beside the JSON log lines
+    assert len(said) == 1 and said[0].startswith("CommandError: coingecko run #2 failed")
+    stub.delay[GECKO_PATH] = 0
+    again = subprocess.run(ingest, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    statuses = query(env["DATABASE_URL"], "SELECT status, error FROM ingestion_run ORDER BY id")
+    assert [row[0] for row in statuses] == ["failed", "failed", "succeeded"]
+    assert "abandoned" in statuses[1][1]

@@ -18,6 +18,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from crypto.models import IngestionRun, LoadedFile
 from crypto.services.ingest.backfill import BackfillProgress, backfill_paths, backfill_run
 from crypto.services.ingest.enqueue import ingestion_enqueue, task_attempts_wait
+from crypto.services.ingest.lifecycle import RunNotRecorded
 from crypto.services.ingest.run import ingestion_run, saved_file
 from crypto.sources import source_names
 from crypto.sources.body import SourceError
@@ -70,6 +71,8 @@ class Command(BaseCommand):
             crypto_logger.setLevel(logging.WARNING)
         try:
             self._handle(**options)
+        except RunNotRecorded as exc:  # the database went away mid-run: one line, not a traceback
+            raise CommandError(str(exc)) from None
         finally:
             crypto_logger.setLevel(previous)
 

@@ -10,6 +10,7 @@ is transient; then metrics, and after a success the checks and cross-source link
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -127,16 +128,36 @@ def _failed(run: IngestionRun, exc: Exception, *, request: RunRequest) -> None:
     run.data_fetched_at = None
     if not isinstance(exc, (SourceError, DatabaseError)) and not timed_out:
         logger.exception("ingestion run crashed")
-    try:
-        if isinstance(exc, OperationalError | InterfaceError) and not connection.in_atomic_block:
-            # The server went away mid-run: record the failure on a fresh connection.
-            connection.close()
-        _finish(run)
-    except DatabaseError as unrecorded:
-        logger.error("could not record the failed run", extra={"reason": run.error})
-        RUNS.labels(run.source, IngestionRun.Status.FAILED).inc()
-        # The database error, whatever failed the run: callers retry on it.
-        raise unrecorded from exc
+    _record_despite_outage(run, exc)
+
+
+# How long a failed run keeps trying to write its failure while the database is away (a restart):
+# after that it stays `running` until the next run of its source closes it as abandoned.
+RECORD_ATTEMPTS, RECORD_PAUSE_SECONDS = 8, 1.5
+
+
+class RunNotRecorded(OperationalError):
+    """A run failed and its failure could not be written: the database is away."""
+
+
+def _record_despite_outage(run: IngestionRun, exc: Exception) -> None:
+    for attempt in range(1, RECORD_ATTEMPTS + 1):
+        try:
+            if not connection.in_atomic_block and (attempt > 1 or isinstance(exc, OperationalError | InterfaceError)):
+                connection.close()  # the server went away mid-run: a fresh connection
+            _finish(run)
+            return
+        except DatabaseError as unrecorded:
+            if attempt == RECORD_ATTEMPTS or connection.in_atomic_block:
+                logger.error("could not record the failed run", extra={"reason": run.error})
+                RUNS.labels(run.source, IngestionRun.Status.FAILED).inc()
+                # A database error, whatever failed the run: callers retry on it.
+                raise RunNotRecorded(
+                    f"{run.source} run #{run.pk} failed ({run.error}) and the database stayed unreachable, so "
+                    f"that could not be recorded: the next run of {run.source} closes it as abandoned "
+                    f"({str(unrecorded).strip().splitlines()[0] if str(unrecorded).strip() else 'no answer'})"
+                ) from exc
+            time.sleep(RECORD_PAUSE_SECONDS)
 
 
 def _after_success(run: IngestionRun) -> None:
