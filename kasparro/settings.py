@@ -136,6 +136,11 @@ REST_FRAMEWORK = {
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
+    "DEFAULT_PARSER_CLASSES": [
+        "crypto.api.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "EXCEPTION_HANDLER": "crypto.api.errors.exception_handler",
     "UNAUTHENTICATED_USER": None,
     # Tokens for scripts (`manage.py drf_create_token USER`), the session for the browsable API.

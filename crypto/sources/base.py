@@ -7,12 +7,13 @@ received) and a body into `Record` objects (normalized, ready to upsert): crypto
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from crypto.sources import files
-from crypto.sources.body import Body, ParseResult, json_list, json_objects
+from crypto.sources.body import TOO_DEEP, Body, ParseResult, holds_too_deep, json_list, json_objects
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,13 @@ class JsonListSource(Source):
     def parse(self, *, data: Any) -> ParseResult:
         result = ParseResult()
         for where, item in json_objects(self.records(data), result):
+            refused = len(result.problems)
             self.parse_item(item, where=where, result=result)
+            if len(result.problems) > refused and holds_too_deep(item):  # say the cause, not its effect
+                result.problems[refused:] = [
+                    dataclasses.replace(problem, message=f"{TOO_DEEP['$too_deep']} (cut on arrival); {problem.message}")
+                    for problem in result.problems[refused:]
+                ]
         return result
 
     def parse_item(self, item: Mapping[str, Any], *, where: str, result: ParseResult) -> None:

@@ -125,8 +125,59 @@ def json_loads(raw: bytes | str) -> Any:
     escaped lone surrogates (\\ud800), which no UTF-8 text can hold, replaced by U+FFFD."""
     try:
         return orjson.loads(raw)
-    except orjson.JSONDecodeError:
+    except orjson.JSONDecodeError as exc:
+        if "recursion" in str(exc).lower():
+            return json_loads(nesting_capped(raw))
+    try:
         return _without_lone_surrogates(json.loads(raw, parse_constant=_non_finite, parse_float=_finite_float))
+    except RecursionError:
+        return json_loads(nesting_capped(raw))
+
+
+# Deeper than this, a value is replaced by TOO_DEEP: every parser, serializer and walk of a body
+# has a nesting limit of its own (orjson 255 to write), and one record must not lose the body.
+MAX_NESTING = 128
+TOO_DEEP = {"$too_deep": f"nested deeper than {MAX_NESTING} levels"}
+_JSON_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
+
+
+def holds_too_deep(value: Any) -> bool:
+    """Whether a value holds a TOO_DEEP replacement anywhere (walked without recursion)."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if item == TOO_DEEP:
+            return True
+        if isinstance(item, dict):
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
+
+
+def nesting_capped(raw: bytes | str) -> bytes:
+    """The JSON text with every value that opens deeper than MAX_NESTING levels replaced by
+    TOO_DEEP (an object, as for NaN: no field reads it as a value, so its record is refused with
+    the reason). Only text that no parser would take is scanned, so bodies pay nothing for it."""
+    text = raw.encode() if isinstance(raw, str) else raw
+    marker = orjson.dumps(TOO_DEEP)
+    out, kept, depth, cut_from = [], 0, 0, -1
+    for token in _JSON_TOKEN.finditer(text):
+        kind = token.group()[:1]
+        if kind == b'"':
+            continue
+        if kind in b"[{":
+            depth += 1
+            if depth == MAX_NESTING + 1 and cut_from < 0:
+                cut_from = token.start()
+        else:
+            if depth == MAX_NESTING + 1 and cut_from >= 0:
+                out += [text[kept:cut_from], marker]
+                kept, cut_from = token.end(), -1
+            depth -= 1
+    if cut_from >= 0:  # never closed: the text is malformed, and the parser will say so
+        return text[:cut_from]
+    return b"".join([*out, text[kept:]])
 
 
 def _non_finite(constant: str) -> dict[str, str]:

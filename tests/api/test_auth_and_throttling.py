@@ -129,3 +129,11 @@ def test_the_admin_needs_a_staff_login_and_its_action_triggers_ingestion(setting
     )
     assert response.status_code == 200
     assert IngestionRun.objects.filter(trigger="admin", status="succeeded").count() == 1
+
+
+@pytest.mark.parametrize("depth", [100, 100_000])
+def test_a_request_body_nested_too_deep_is_a_400_naming_the_cause_never_a_500(depth: int) -> None:
+    body = "[" * depth + "]" * depth
+    response = token_client(staff=True).post("/api/runs/", body, content_type="application/json")
+    assert response.status_code == 400, response.content
+    assert not IngestionRun.objects.exists()

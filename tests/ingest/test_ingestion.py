@@ -335,3 +335,21 @@ def test_an_unreachable_rate_limiter_store_fails_the_run_as_transient_with_a_cle
     with pytest.raises(Exception) as raised:
         limiter.acquire()
     assert getattr(raised.value, "transient", False) is True
+
+
+def test_a_record_nested_too_deep_is_quarantined_with_its_reason_and_the_rest_of_the_body_loads(
+    http: responses.RequestsMock,
+) -> None:
+    from crypto.models import QuarantinedRecord
+
+    tickers = orjson.loads(upstream_bytes(PAPRIKA))
+    deep = b"[" * 5000 + b"1" + b"]" * 5000  # past every JSON parser's own limit
+    tickers[0]["extra"] = "@DEEP@"  # a field the source does not read
+    tickers[1]["quotes"] = "@DEEP@"  # the field its price comes from
+    body = orjson.dumps(tickers).replace(b'"@DEEP@"', deep)
+    mock_paprika(http, body=body)
+    run = ingestion_run(source="coinpaprika", trigger="cli")
+    assert run.status == "succeeded", run.error
+    assert run.rows_upserted == len(tickers) - 1 and run.records_rejected == 1
+    quarantined = QuarantinedRecord.objects.get()
+    assert quarantined.index == 1 and "nested deeper than" in quarantined.reason

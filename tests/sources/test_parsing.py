@@ -149,3 +149,15 @@ def test_values_below_their_last_place_are_rounded_as_the_column_rounds_half_up(
     record = coingecko.source.parse(data=data).records[0]
     assert (record.volume_24h_usd, record.price_change_pct_24h) == (0, 0)
     assert (record.market_cap_usd, record.price_usd) == (Decimal("1e-8"), Decimal("1e-24"))
+
+
+def test_json_nested_past_the_cap_is_cut_there_and_brackets_inside_strings_do_not_count() -> None:
+    from crypto.sources.body import MAX_NESTING, TOO_DEEP, json_loads
+
+    past = '{"a": "[[{{\\"", "b": ' + "[" * 5000 + "]" * 5000 + ', "c": 1}'
+    data = json_loads(past)
+    assert data["a"] == '[[{{"' and data["c"] == 1
+    depth, value = 2, data["b"]  # the object is level 1
+    while value != TOO_DEEP:
+        value, depth = value[0], depth + 1
+    assert depth == MAX_NESTING + 1
