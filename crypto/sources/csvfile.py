@@ -96,6 +96,9 @@ def csv_files(path: str) -> list[Path]:
 def read_csv(path: Path, *, chunk_rows: int) -> Iterator[Body]:
     raw, digest, size = files.read_bytes(str(path))
     text = decode(raw, str(path))
+    # No cell is longer than its file: a long one is read whole, so its row is judged and kept as
+    # written, never cut into a placeholder and rows of debris (the module's limit is process-wide).
+    csv.field_size_limit(max(csv.field_size_limit(), len(text)))
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = [column.strip() for column in next(reader)]

@@ -353,3 +353,24 @@ def test_a_record_nested_too_deep_is_quarantined_with_its_reason_and_the_rest_of
     assert run.rows_upserted == len(tickers) - 1 and run.records_rejected == 1
     quarantined = QuarantinedRecord.objects.get()
     assert quarantined.index == 1 and "nested deeper than" in quarantined.reason
+
+
+def test_an_overlong_csv_field_is_kept_whole_in_quarantine_and_the_rows_around_it_load(settings, tmp_path) -> None:
+    from crypto.api.selectors import quarantined_record_raw
+    from crypto.models import QuarantinedRecord
+
+    huge = "9" * 300_000  # past the csv module's 128 KiB field limit
+    path = tmp_path / "markets.csv"
+    path.write_text(
+        "symbol,name,price_usd,market_cap,volume_24h,timestamp\n"
+        "BTC,Bitcoin,90340.5,1781894307530,67993024393,2024-11-16T15:55:07Z\n"
+        f'HUGE,"Huge",{huge},1,1,2024-11-16T15:55:07Z\n'
+        "ETH,Ethereum,3135.35,377266553719,,2024-11-16T15:55:09Z\n"
+    )
+    settings.CSV_SOURCE_PATH = str(path)
+    run = ingestion_run(source="csv", trigger="cli")
+    assert run.status == "succeeded", run.error
+    assert (run.records_fetched, run.rows_upserted, run.records_rejected) == (3, 2, 1)
+    quarantined = QuarantinedRecord.objects.get()
+    assert quarantined.where == "line 3" and "price" in quarantined.reason
+    assert quarantined_record_raw(quarantined)["price_usd"] == huge
