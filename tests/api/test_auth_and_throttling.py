@@ -137,3 +137,37 @@ def test_a_request_body_nested_too_deep_is_a_400_naming_the_cause_never_a_500(de
     response = token_client(staff=True).post("/api/runs/", body, content_type="application/json")
     assert response.status_code == 400, response.content
     assert not IngestionRun.objects.exists()
+
+
+def test_throttles_hold_their_limit_exactly_under_concurrent_clients(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    import threading
+
+    from django.test import RequestFactory, override_settings
+
+    from crypto.api.throttling import AnonRateThrottle
+    from tests.processes import RedisServer
+
+    redis = RedisServer(tmp_path)
+    redis.start()
+    monkeypatch.setattr(SimpleRateThrottle, "THROTTLE_RATES", {"anon": "10/min", "user": None, "trigger": None})
+    shared = {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": redis.url}
+    try:
+        with override_settings(CACHES={"default": shared}):
+            for client in range(5):  # five addresses, each hit by twenty clients at once
+                request = RequestFactory().get("/api/runs/", REMOTE_ADDR=f"10.0.0.{client}")
+                request.user = None  # anonymous, as DRF's request says
+                start, allowed = threading.Barrier(20), []
+
+                def ask(request=request, start=start, allowed=allowed) -> None:
+                    throttle = AnonRateThrottle()  # one per request, as DRF makes them
+                    start.wait()
+                    allowed.append(throttle.allow_request(request, None))
+
+                threads = [threading.Thread(target=ask) for _ in range(20)]
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    thread.join()
+                assert allowed.count(True) == 10, f"{allowed.count(True)} of 20 let through for a limit of 10"
+    finally:
+        redis.stop()
