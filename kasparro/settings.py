@@ -130,6 +130,9 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 # Serve straight from the apps' static folders when `collectstatic` has not been run (make run).
 WHITENOISE_USE_FINDERS = True
 
+# The most bytes of upstream data one API answer carries (crypto/api/selectors.py).
+API_MAX_BODY_BYTES = _positive_int("API_MAX_BODY_BYTES", 8 * 1024 * 1024)
+
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",

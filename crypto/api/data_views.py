@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models.expressions import RawSQL
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status, viewsets
@@ -146,8 +147,11 @@ class RawViewSet(_DataViewSet):
     keyset_default = "-fetched_at"
 
     def get_queryset(self) -> QuerySet[RawBody]:
-        queryset = super().get_queryset()
-        return queryset.defer("data") if self.action == "list" else queryset
+        # The body is read only when it fits the answer (API_MAX_BODY_BYTES), measured in the database.
+        queryset = super().get_queryset().defer("data")
+        if self.action == "list":
+            return queryset
+        return queryset.annotate(data_bytes=RawSQL("octet_length(data::text)", []))
 
     def get_serializer_class(self) -> type[BaseSerializer]:
         return RawListSerializer if self.action == "list" else RawDetailSerializer

@@ -10,15 +10,15 @@ from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, connection
-from django.db.models import Count, JSONField, Max
-from django.db.models.expressions import RawSQL
+from django.db.models import Count, Max
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
-from crypto.models import IngestionRun, QuarantinedRecord, RawBody, RunBody, SchemaDrift, SourceTotals
+from crypto.models import IngestionRun, QuarantinedRecord, RunBody, SchemaDrift, SourceTotals
 from crypto.services.ingest.schedules import periodic_task_name
 from crypto.services.monitor.probes import broker_status, database_ping
 from crypto.sources import source_get, source_names
+from crypto.sources.body import json_loads
 
 
 def health_report() -> dict[str, Any]:
@@ -210,37 +210,63 @@ def _drift_brief(counts: dict[str, int], latest: SchemaDrift | None) -> dict[str
     }
 
 
-def _records_slice(*, raw_id: int, path: str, count: int, start: int = 0) -> tuple[list[Any], Any]:
-    """`count` records of a stored body from `start`, and its CSV header if it has one.
+# A slice of a body's records with their running size as JSON text, so an answer stops within its
+# byte budget: cut and measured in the database, never shipped to Python to be counted. Past the
+# budget a record comes back as NULL (counted, not sent).
+_SLICE_SQL = """
+SELECT CASE WHEN running <= %s THEN value END, running, CASE WHEN ord = 1 THEN header END FROM (
+    SELECT t.value, t.ord, r.data -> 'header' AS header,
+           sum(octet_length(t.value::text)) OVER (ORDER BY t.ord) AS running
+    FROM raw_crypto_data r,
+         jsonb_array_elements(jsonb_path_query_array(r.data, %s)) WITH ORDINALITY AS t(value, ord)
+    WHERE r.id = %s
+) s ORDER BY ord
+"""
 
-    The slice is cut in the database (a JSON path), so a 2 MB body is not shipped to Python and
-    parsed to show a hundred records.
-    """
-    items, header = (
-        RawBody.objects.filter(pk=raw_id)
-        .annotate(
-            part=RawSQL(
-                "jsonb_path_query_array(data, %s)",
-                [f"{path}[{start} to {start + count - 1}]"],
-                output_field=JSONField(),
-            ),
-            head=RawSQL("data -> 'header'", [], output_field=JSONField()),
-        )
-        .values_list("part", "head")
-        .get()
+
+@dataclass(frozen=True)
+class RecordsSlice:
+    items: list[Any]
+    header: Any  # a CSV body's column names
+    cut: bool  # records left out to stay within the byte budget
+    used: int  # bytes of the items as JSON text
+
+
+def _records_slice(*, raw_id: int, path: str, count: int, budget: int, start: int = 0) -> RecordsSlice:
+    """`count` records of a stored body from `start`, as many as fit in `budget` bytes."""
+    with connection.cursor() as cursor:
+        cursor.execute(_SLICE_SQL, [budget, f"{path}[{start} to {start + count - 1}]", raw_id])
+        rows = cursor.fetchall()
+    kept = [(value, running) for value, running, _ in rows if value is not None]
+    header = rows[0][2] if rows else None
+    return RecordsSlice(
+        items=[_decoded(value) for value, _ in kept],
+        header=_decoded(header),
+        cut=len(kept) < len(rows),
+        used=int(kept[-1][1]) if kept else 0,
     )
-    return items or [], header
+
+
+def _decoded(value: Any) -> Any:
+    return json_loads(value) if isinstance(value, str | bytes) else value
 
 
 def quarantined_record_raw(quarantined: QuarantinedRecord) -> Any:
-    """The quarantined record as its stored body holds it (a CSV row with its header's names)."""
+    """The quarantined record as its stored body holds it (a CSV row with its header's names);
+    one larger than API_MAX_BODY_BYTES is described, not sent."""
     if quarantined.index is None:
         return None
     module = source_get(name=quarantined.source)
-    items, header = _records_slice(
-        raw_id=quarantined.raw_id, path=module.records_path, count=1, start=quarantined.index
+    part = _records_slice(
+        raw_id=quarantined.raw_id,
+        path=module.records_path,
+        count=1,
+        start=quarantined.index,
+        budget=settings.API_MAX_BODY_BYTES,
     )
-    return module.records_view(items=items, header=header)[0] if items else None
+    if part.cut:
+        return {"$omitted": f"the record is larger than API_MAX_BODY_BYTES={settings.API_MAX_BODY_BYTES}"}
+    return module.records_view(items=part.items, header=part.header)[0] if part.items else None
 
 
 @dataclass(frozen=True)
@@ -252,6 +278,7 @@ class Dataset:
     records: list[Any]
     newest_record_at: datetime | None  # how old the data is, by the upstream's own timestamps
     from_saved_file: bool
+    bytes_capped: bool  # fewer records than asked: the next would pass API_MAX_BODY_BYTES
 
     @property
     def returned(self) -> int:
@@ -285,11 +312,13 @@ def dataset_latest(*, source: str | None, limit: int) -> Dataset | None:
     )
     records: list[Any] = []
     module = source_get(name=run.source)
+    budget, cut = settings.API_MAX_BODY_BYTES, False
     for raw_id, *_ in links:
-        if len(records) >= limit:
+        if len(records) >= limit or cut:
             break
-        items, header = _records_slice(raw_id=raw_id, path=module.records_path, count=limit - len(records))
-        records.extend(module.records_view(items=items, header=header))
+        part = _records_slice(raw_id=raw_id, path=module.records_path, count=limit - len(records), budget=budget)
+        records.extend(module.records_view(items=part.items, header=part.header))
+        budget, cut = budget - part.used, part.cut
     return Dataset(
         run=run,
         fetched_at=max(fetched for _, fetched, _, _ in links),
@@ -298,4 +327,5 @@ def dataset_latest(*, source: str | None, limit: int) -> Dataset | None:
         records=records,
         newest_record_at=max((newest for *_, newest in links if newest is not None), default=None),
         from_saved_file=run.trigger == IngestionRun.Trigger.FILE,
+        bytes_capped=cut,
     )

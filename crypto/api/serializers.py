@@ -6,6 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.utils.choices import CallableChoiceIterator
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -210,11 +211,27 @@ class RawListSerializer(serializers.ModelSerializer):
 
 
 class RawDetailSerializer(RawListSerializer):
-    data = serializers.JSONField(read_only=True, help_text="The upstream response body, as received.")  # type: ignore[assignment]  # a field, not Serializer's attribute of this name
+    data = serializers.SerializerMethodField(help_text="The upstream response body, as received; null when omitted.")  # type: ignore[assignment]  # a field, not Serializer's attribute of this name
+    data_bytes = serializers.IntegerField(read_only=True, help_text="the body's size as JSON text")
+    data_omitted = serializers.SerializerMethodField(
+        help_text="why `data` is null: the body is larger than API_MAX_BODY_BYTES (read its records "
+        "through /data or the database)"
+    )
 
     class Meta(RawListSerializer.Meta):
-        fields = [*RawListSerializer.Meta.fields, "data"]
+        fields = [*RawListSerializer.Meta.fields, "data", "data_bytes", "data_omitted"]
         read_only_fields = fields
+
+    @extend_schema_field(serializers.JSONField(allow_null=True))
+    def get_data(self, raw: RawBody) -> Any:
+        return raw.data if self.get_data_omitted(raw) is None else None
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_data_omitted(self, raw: RawBody) -> str | None:
+        size: int = raw.data_bytes  # type: ignore[attr-defined]  # annotated by the view
+        if size <= settings.API_MAX_BODY_BYTES:
+            return None
+        return f"the body is {size:,} bytes, over API_MAX_BODY_BYTES={settings.API_MAX_BODY_BYTES:,}"
 
 
 class TriggerSerializer(serializers.Serializer):
@@ -305,6 +322,9 @@ class DatasetSerializer(serializers.Serializer):
     run_id = serializers.IntegerField(source="run.pk")
     raw_ids = serializers.ListField(child=serializers.IntegerField())
     returned = serializers.IntegerField(help_text="records in `data` (at most `limit`)")
+    bytes_capped = serializers.BooleanField(
+        help_text="fewer records than `limit`: the next would take the answer past API_MAX_BODY_BYTES"
+    )
     data = serializers.ListField(  # type: ignore[assignment]  # a field, not Serializer's attribute of this name
         source="records", child=serializers.JSONField(), help_text="records as the upstream sent them"
     )

@@ -371,3 +371,26 @@ def test_data_says_how_old_its_data_is_and_whether_it_is_a_saved_file(
     assert recorded["from_saved_file"] is True
     assert recorded["newest_record_at"].replace("Z", "") == newest.replace("Z", "")
     assert recorded["age_seconds"] > 24 * 3600, "a recording is not today's market"
+
+
+def test_answers_carrying_upstream_data_stay_within_api_max_body_bytes(
+    api: Client, http: responses.RequestsMock, settings
+) -> None:
+    from crypto.models import RawBody
+
+    mock_paprika(http)
+    ingestion_run(source="coinpaprika", trigger="cli")
+    raw = RawBody.objects.get()
+    whole = api.get(f"/api/raw/{raw.pk}/")
+    assert whole.json()["data_omitted"] is None and len(whole.json()["data"]) == 2500
+
+    settings.API_MAX_BODY_BYTES = 20_000  # a 1.8 MB body, records of about 700 bytes
+    capped = api.get(f"/api/raw/{raw.pk}/")
+    assert len(capped.content) < 20_000 and capped.json()["data"] is None
+    assert capped.json()["data_bytes"] > 1_000_000 and "API_MAX_BODY_BYTES" in capped.json()["data_omitted"]
+    data = api.get("/data?source=coinpaprika&limit=5000")
+    assert data.status_code == 200 and len(data.content) < 20_000 + 2_000  # the records, and a few fields
+    assert data.json()["bytes_capped"] is True and 0 < data.json()["returned"] < 100
+    assert data.json()["data_count"] == 2500
+    uncapped = api.get("/data?source=coinpaprika&limit=5")
+    assert uncapped.json()["bytes_capped"] is False and uncapped.json()["returned"] == 5
