@@ -270,6 +270,8 @@ HTTP_BACKOFF_BASE = _positive_float("HTTP_BACKOFF_BASE", 1.0)
 HTTP_BACKOFF_CAP = _positive_float("HTTP_BACKOFF_CAP", 30.0)
 # Longest Retry-After the client will sleep through; a longer one fails the request as transient.
 HTTP_RETRY_AFTER_CAP = _positive_float("HTTP_RETRY_AFTER_CAP", 60.0)
+# An upstream answer larger than this once decompressed is refused as it is read (64 MiB).
+HTTP_MAX_BODY_BYTES = _positive_int("HTTP_MAX_BODY_BYTES", 64 * 1024 * 1024)
 
 # Calls per minute each upstream may receive from all workers together (shared through Redis).
 COINGECKO_CALLS_PER_MINUTE = _positive_int("COINGECKO_CALLS_PER_MINUTE", 20)

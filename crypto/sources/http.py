@@ -20,8 +20,10 @@ from urllib.parse import urlparse
 
 import orjson
 import requests
+import urllib3
 
 from crypto.sources.body import SourceError, json_loads
+from crypto.sources.deadline import deadline_check, remaining
 
 USER_AGENT = "kasparro-crypto-etl/1.0"
 
@@ -121,6 +123,8 @@ class HttpPolicy:
     backoff_base: float = 1.0
     backoff_cap: float = 30.0
     retry_after_cap: float = 60.0
+    # An answer larger than this (decompressed) is refused while it is read, never held whole.
+    max_body_bytes: int = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -148,6 +152,7 @@ class HttpClient:
         self.backoff_base = policy.backoff_base
         self.backoff_cap = policy.backoff_cap
         self.retry_after_cap = policy.retry_after_cap
+        self.max_body_bytes = policy.max_body_bytes
         self.session = session or requests.Session()
         self.sleep = sleep
         # Called around every attempt, retries included: the shared rate limiter waits here.
@@ -172,6 +177,7 @@ class HttpClient:
         attempt = 0
         while True:
             attempt += 1
+            deadline_check(doing=f"GET {shown_url}")
             self.hooks.before_request()
             try:
                 return self._attempt(url, params, headers, shown_url, secrets)
@@ -204,7 +210,31 @@ class HttpClient:
                     },
                 )
                 self.hooks.retried()
-                self.sleep(delay)
+                left = remaining()
+                self.sleep(delay if left is None else max(0.0, min(delay, left)))
+
+    def _content(self, response: requests.Response, shown_url: str) -> bytes:
+        """The answer's body read as it arrives (decompressed): stopped past the run's deadline,
+        however slowly it drips, and past `max_body_bytes`, however well it compresses."""
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            while True:
+                deadline_check(doing=f"GET {shown_url}: still answering")
+                chunk = response.raw.read1(1 << 16, decode_content=True)
+                if not chunk:
+                    return b"".join(chunks)
+                size += len(chunk)
+                if size > self.max_body_bytes:
+                    raise PermanentUpstreamError(
+                        f"GET {shown_url} answered more than {self.max_body_bytes:,} bytes (HTTP_MAX_BODY_BYTES); "
+                        "refused rather than held in memory"
+                    )
+                chunks.append(chunk)
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise requests.exceptions.ChunkedEncodingError(exc) from None  # cut short: transient
+        finally:
+            response.close()
 
     def _attempt(
         self,
@@ -214,9 +244,12 @@ class HttpClient:
         shown_url: str,
         secrets: list[str],
     ) -> JsonResponse:
+        left = remaining()
+        connect, read = self.timeout
+        timeout = (connect, read) if left is None else (max(0.1, min(connect, left)), max(0.1, min(read, left)))
         try:
-            response = self.session.get(url, params=params, headers=headers, timeout=self.timeout)
-            content = response.content
+            response = self.session.get(url, params=params, headers=headers, timeout=timeout, stream=True)
+            content = self._content(response, shown_url)
         except _TRANSIENT_EXCEPTIONS as exc:
             self.hooks.outcome(type(exc).__name__)
             raise TransientUpstreamError(f"GET {shown_url}: {redact(_network_reason(exc), secrets)}") from None

@@ -374,3 +374,79 @@ def test_an_overlong_csv_field_is_kept_whole_in_quarantine_and_the_rows_around_i
     quarantined = QuarantinedRecord.objects.get()
     assert quarantined.where == "line 3" and "price" in quarantined.reason
     assert quarantined_record_raw(quarantined)["price_usd"] == huge
+
+
+class HostileUpstream:
+    """An upstream on 127.0.0.1 that answers one byte at a time, or with a small gzip body that
+    inflates to hundreds of MB."""
+
+    def __init__(self, mode: str) -> None:
+        import threading
+        import zlib
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        bomb = b""
+        if mode == "bomb":
+            packer = zlib.compressobj(9, zlib.DEFLATED, 31)  # gzip
+            bomb = b"".join(packer.compress(b" " * (1 << 20)) for _ in range(300)) + packer.flush()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                if mode == "bomb":
+                    self.send_header("Content-Encoding", "gzip")
+                    self.send_header("Content-Length", str(len(bomb)))
+                    self.end_headers()
+                    self.wfile.write(bomb)
+                    return
+                self.send_header("Content-Length", "100000")
+                self.end_headers()
+                try:
+                    for _ in range(100000):
+                        self.wfile.write(b" ")
+                        self.wfile.flush()
+                        time.sleep(0.1)
+                except OSError:
+                    pass  # the client gave up, as it should
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+def test_an_upstream_that_drips_cannot_hold_a_run_past_its_time_limit(settings) -> None:
+    upstream = HostileUpstream("drip")
+    settings.COINPAPRIKA_BASE_URL, settings.INGEST_SOFT_TIME_LIMIT = upstream.url, 2
+    started = time.monotonic()
+    try:
+        run = ingestion_run(source="coinpaprika", trigger="cli")
+    finally:
+        upstream.close()
+    assert time.monotonic() - started < 10
+    assert (run.status, run.error_kind) == ("failed", "transient")
+    assert "INGEST_SOFT_TIME_LIMIT=2s" in run.error
+
+
+def test_a_compressed_answer_that_inflates_past_the_cap_is_refused_as_it_is_read(settings) -> None:
+    import tracemalloc
+
+    upstream = HostileUpstream("bomb")  # 300 MB once inflated
+    settings.COINPAPRIKA_BASE_URL, settings.HTTP_MAX_BODY_BYTES = upstream.url, 4 << 20
+    tracemalloc.start()
+    try:
+        run = ingestion_run(source="coinpaprika", trigger="cli")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        upstream.close()
+    assert (run.status, run.error_kind) == ("failed", "permanent")
+    assert "more than 4,194,304 bytes (HTTP_MAX_BODY_BYTES)" in run.error
+    assert peak < 64 << 20, f"{peak / 2**20:.0f} MiB held while reading a 300 MB answer"

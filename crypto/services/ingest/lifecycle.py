@@ -32,6 +32,7 @@ from crypto.services.monitor.log_context import log_context
 from crypto.services.monitor.metrics import LAST_SUCCESS, RECORDS_FETCHED, ROWS_UPSERTED, RUN_SECONDS, RUNS
 from crypto.sources import source_get
 from crypto.sources.body import SourceError
+from crypto.sources.deadline import run_deadline
 from crypto.sources.http import UpstreamError
 
 logger = logging.getLogger(__name__)
@@ -84,7 +85,8 @@ def run_lifecycle(*, request: RunRequest, work: Callable[[IngestionRun], None], 
         with log_context(run_id=run.pk, source=run.source, trigger=run.trigger):
             logger.info("ingestion run started")
             try:
-                with transaction.atomic():
+                with run_deadline(seconds=settings.INGEST_SOFT_TIME_LIMIT), transaction.atomic():
+                    _statements_bounded(seconds=settings.INGEST_SOFT_TIME_LIMIT)
                     _lock(request)
                     _abandoned_runs_close(source=run.source, current=run)
                     work(run)
@@ -107,6 +109,12 @@ def run_lifecycle(*, request: RunRequest, work: Callable[[IngestionRun], None], 
     finally:
         run_alive_release(run_id=run.pk)
     return run
+
+
+def _statements_bounded(*, seconds: float) -> None:
+    """No statement of the run, the wait for its source's lock included, outlasts its time limit."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT set_config('statement_timeout', %s, true)", [f"{int(seconds * 1000)}ms"])
 
 
 def _lock(request: RunRequest) -> None:

@@ -23,6 +23,7 @@ from crypto.services.monitor.metrics import UPSTREAM_CALLS, UPSTREAM_RETRIES
 from crypto.sources import source_get
 from crypto.sources.base import Source
 from crypto.sources.body import Body, SourceError
+from crypto.sources.deadline import deadline_check
 from crypto.sources.http import HttpClient, HttpHooks, HttpPolicy
 from crypto.sources.ratelimit import SharedRateLimiter
 
@@ -84,6 +85,7 @@ def ingestion_run(
         parsed_records = 0
         read: tuple[str, int] | None = None  # the file as its bodies were read from it
         for item in origin.bodies(module):
+            deadline_check(doing=f"{source}: body {item.body.position}")
             parsed_records += _body_ingest(run=run, module=module, prepared=item, say=say)
             read = (item.body.file_digest, item.body.file_size) if item.body.file_digest else read
             run.data_fetched_at = max(filter(None, (run.data_fetched_at, item.body.fetched_at)))
@@ -117,6 +119,7 @@ def http_client_build(*, source: Source) -> HttpClient:
         backoff_base=settings.HTTP_BACKOFF_BASE,
         backoff_cap=settings.HTTP_BACKOFF_CAP,
         retry_after_cap=settings.HTTP_RETRY_AFTER_CAP,
+        max_body_bytes=settings.HTTP_MAX_BODY_BYTES,
     )
     hooks = HttpHooks(
         before_request=limiter.acquire if limiter else lambda: None,
