@@ -28,6 +28,7 @@ class FetchContext:
     per_page: int = 250
     path: str = ""
     chunk_rows: int = 5000
+    max_body_bytes: int | None = None  # a saved body larger than this is refused (HTTP_MAX_BODY_BYTES)
 
 
 class Source:
@@ -68,7 +69,7 @@ class Source:
 
     def read_file(self, *, path: str, context: FetchContext) -> Iterator[Body]:
         """The bodies of a saved file; by default one JSON body, gzip or not."""
-        return files.json_bodies(path, count=lambda data: len(self.records(data)))
+        return files.json_bodies(path, count=lambda data: len(self.records(data)), limit=context.max_body_bytes)
 
     def records(self, data: Any) -> list[Any]:
         """The list of records in a body; a body of another shape is a MalformedBody."""

@@ -13,7 +13,6 @@ row can be reported by line and nothing in the file is lost even when the row is
 from __future__ import annotations
 
 import csv
-import io
 import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
@@ -65,18 +64,24 @@ def detect_layout(header: list[str]) -> str:
     )
 
 
-def decode(raw: bytes, path: str) -> str:
-    # A UTF-8 byte order mark (Excel writes one) is not part of the first column's name.
-    if raw.startswith(b"\xef\xbb\xbf"):
-        raw = raw[3:]
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        raise CsvFileError(
-            f"{path}: line {line} is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset "
-            f"{exc.start}); save the file as UTF-8 and load it again"
-        ) from None
+# A cell is read whole however long, so its row is judged on what it holds and kept whole in
+# quarantine, never cut into a placeholder and rows of debris (the csv module's limit is global).
+csv.field_size_limit(2**31 - 1)
+
+
+def _decoded_lines(stream: Any, path: str) -> Iterator[str]:
+    """The file's lines as text, one at a time. A UTF-8 byte order mark (Excel writes one) is not
+    part of the first column's name; a line that is not UTF-8 stops the read, saying where."""
+    for number, raw in enumerate(stream, start=1):
+        if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]
+        try:
+            yield raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise CsvFileError(
+                f"{path}: line {number} is not UTF-8 text (byte 0x{raw[exc.start]:02x} at column "
+                f"{exc.start + 1}); save the file as UTF-8 and load it again"
+            ) from None
 
 
 def csv_files(path: str) -> list[Path]:
@@ -94,54 +99,53 @@ def csv_files(path: str) -> list[Path]:
 
 
 def read_csv(path: Path, *, chunk_rows: int) -> Iterator[Body]:
-    raw, digest, size = files.read_bytes(str(path))
-    text = decode(raw, str(path))
-    # No cell is longer than its file: a long one is read whole, so its row is judged and kept as
-    # written, never cut into a placeholder and rows of debris (the module's limit is process-wide).
-    csv.field_size_limit(max(csv.field_size_limit(), len(text)))
-    reader = csv.reader(io.StringIO(text, newline=""))
-    try:
-        header = [column.strip() for column in next(reader)]
-    except StopIteration:
-        raise CsvFileError(f"{path}: the file is empty; expected a header line") from None
-    except csv.Error as exc:
-        raise CsvFileError(f"{path}: line 1: {exc}") from None
-    layout = detect_layout(header)
-    fetched_at = files.modified_at(str(path))
-    rows: list[dict[str, Any]] = []
-    position = 0
-
-    def body() -> Body:
-        return Body(
-            data={"layout": layout, "header": header, "rows": rows},
-            request=f"file:{path.resolve()}",
-            position=position,
-            fetched_at=fetched_at,
-            record_count=len(rows),
-            file_digest=digest,
-            file_size=size,
-        )
-
-    line = reader.line_num
-    while True:
+    """The file's rows in bodies of `chunk_rows`, read as the file streams: a file of any size
+    holds one chunk in memory. The last body carries the digest of the bytes read from disk."""
+    with files.saved_stream(str(path)) as saved:
+        reader = csv.reader(_decoded_lines(saved.stream, str(path)))
         try:
-            cells = next(reader)
+            header = [column.strip() for column in next(reader)]
         except StopIteration:
-            break
+            raise CsvFileError(f"{path}: the file is empty; expected a header line") from None
         except csv.Error as exc:
-            # Kept raw so the bad line is reported by parse(), not lost.
-            cells = [f"<unreadable: {exc}>"]
-        start, line = line + 1, reader.line_num
-        if not cells or all(not cell.strip() for cell in cells):
-            continue
-        rows.append({"line": start, "values": cells})
-        if len(rows) >= chunk_rows:
+            raise CsvFileError(f"{path}: line 1: {exc}") from None
+        layout = detect_layout(header)
+        fetched_at = files.modified_at(str(path))
+        rows: list[dict[str, Any]] = []
+        position = 0
+
+        def body(read: tuple[str, int] = ("", 0)) -> Body:
+            return Body(
+                data={"layout": layout, "header": header, "rows": rows},
+                request=f"file:{path.resolve()}",
+                position=position,
+                fetched_at=fetched_at,
+                record_count=len(rows),
+                file_digest=read[0],
+                file_size=read[1],
+            )
+
+        line = reader.line_num
+        while True:
+            try:
+                cells = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                # Kept raw so the bad line is reported by parse(), not lost.
+                cells = [f"<unreadable: {exc}>"]
+            start, line = line + 1, reader.line_num
+            if not cells or all(not cell.strip() for cell in cells):
+                continue
+            if len(rows) >= chunk_rows:  # a full chunk with a row after it: not the last body
+                position += 1
+                yield body()
+                rows = []
+            rows.append({"line": start, "values": cells})
+        read = saved.read()
+        if rows:
             position += 1
-            yield body()
-            rows = []
-    if rows:
-        position += 1
-        yield body()
+            yield body(read)
 
 
 def rows_of(data: Any) -> list[Any]:

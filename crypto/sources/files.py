@@ -1,4 +1,4 @@
-"""Saved upstream bodies on disk, for `ingest --file`: plain or gzip-compressed JSON."""
+"""Saved upstream bodies on disk, for `ingest --file`: plain or gzip-compressed, read as they stream."""
 
 from __future__ import annotations
 
@@ -6,33 +6,88 @@ import contextlib
 import glob
 import gzip
 import hashlib
+import io
 import os
 import re
+import zlib
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from crypto.sources.body import Body, MalformedBody, SourceError, json_loads
 
 
-def read_bytes(path: str) -> tuple[bytes, str, int]:
-    """A saved file's content (decompressed if gzip), with the sha256 and size of the bytes read
-    from disk: what was loaded is known by what was read, even if the file changes afterwards."""
-    file = Path(path)
-    if not file.is_file():
-        raise SourceError(f"{path}: no such file")
+class _Hashing(io.RawIOBase):
+    """A file read through: every byte read from disk is hashed and counted."""
+
+    def __init__(self, file: BinaryIO) -> None:
+        self.file, self.sha256, self.size = file, hashlib.sha256(), 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        count = self.file.readinto(buffer)  # type: ignore[attr-defined]
+        if count:
+            self.sha256.update(memoryview(buffer)[:count])
+            self.size += count
+        return count or 0
+
+
+@dataclass
+class SavedStream:
+    """A saved file's content as a stream (decompressed if gzip); `read()` says the sha256 and
+    size of the bytes read from disk once it is read through."""
+
+    path: str
+    stream: BinaryIO
+    _disk: Any  # the file as read from disk, buffered
+    _hashing: _Hashing
+
+    def read(self) -> tuple[str, int]:
+        while self._disk.read(1 << 20):  # what the decompressor left: the digest is the whole file's
+            pass
+        return self._hashing.sha256.hexdigest(), self._hashing.size
+
+
+@contextmanager
+def saved_stream(path: str) -> Iterator[SavedStream]:
+    """Open a saved file to be read as it streams: what was loaded is known by what was read,
+    even if the file changes afterwards, and no size of file is held in memory whole."""
     try:
-        raw = file.read_bytes()
+        file = open(path, "rb")  # noqa: SIM115  # closed below, after the caller's reads
+    except FileNotFoundError:
+        raise SourceError(f"{path}: no such file") from None
     except OSError as exc:
         raise SourceError(f"{path}: cannot be read ({exc.strerror})") from None
-    digest, size = hashlib.sha256(raw).hexdigest(), len(raw)
-    if raw[:2] == b"\x1f\x8b":
+    with file:
+        hashing = _Hashing(file)
+        disk = io.BufferedReader(hashing, buffer_size=1 << 20)
+        compressed = disk.peek(2)[:2] == b"\x1f\x8b"
+        stream: BinaryIO = gzip.GzipFile(fileobj=disk, mode="rb") if compressed else disk  # type: ignore[assignment]
         try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
+            yield SavedStream(path=path, stream=stream, _disk=disk, _hashing=hashing)
+        except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
             raise SourceError(f"{path}: looks gzip-compressed but cannot be decompressed ({exc})") from None
-    return raw, digest, size
+        except OSError as exc:
+            raise SourceError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+
+
+def read_bytes(path: str, *, limit: int | None = None) -> tuple[bytes, str, int]:
+    """A saved file's whole content (decompressed if gzip), refused past `limit` bytes as it is
+    read, with the sha256 and size of the bytes read from disk."""
+    with saved_stream(path) as saved:
+        content = saved.stream.read() if limit is None else saved.stream.read(limit + 1)
+        if limit is not None and len(content) > limit:
+            raise SourceError(
+                f"{path}: holds more than {limit:,} bytes once decompressed (HTTP_MAX_BODY_BYTES); "
+                "refused rather than held in memory"
+            )
+        digest, size = saved.read()
+    return content, digest, size
 
 
 def file_digest(path: str) -> tuple[str, int]:
@@ -121,9 +176,10 @@ def modified_at(path: str) -> datetime:
     return datetime.fromtimestamp(os.stat(path).st_mtime, tz=UTC)
 
 
-def json_bodies(path: str, *, count: Callable[[Any], int]) -> Iterator[Body]:
-    """The saved JSON body at `path` as a Body; `count` says how many records it holds."""
-    raw, digest, size = read_bytes(path)
+def json_bodies(path: str, *, count: Callable[[Any], int], limit: int | None = None) -> Iterator[Body]:
+    """The saved JSON body at `path` as a Body (at most `limit` bytes); `count` says how many
+    records it holds."""
+    raw, digest, size = read_bytes(path, limit=limit)
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
     try:

@@ -118,3 +118,49 @@ def test_a_folder_is_read_file_by_file_in_name_order(tmp_path: Path) -> None:
     (tmp_path / "a.csv").write_bytes((UPSTREAM / CSV_GECKO).read_bytes())
     (tmp_path / "notes.txt").write_text("ignored")
     assert [p.name for p in csvfile.csv_files(str(tmp_path))] == ["a.csv", "b.csv"]
+
+
+def test_a_large_compressed_csv_streams_in_bounded_memory_and_its_digest_is_of_the_bytes_on_disk(
+    tmp_path: Path,
+) -> None:
+    import gzip
+    import hashlib
+    import tracemalloc
+
+    path = tmp_path / "markets.csv.gz"
+    row = b"BTC,Bitcoin,90340.5,1781894307530,67993024393,2024-11-16T15:55:07Z\n"
+    with gzip.open(path, "wb") as out:
+        out.write(b"symbol,name,price_usd,market_cap,volume_24h,timestamp\n")
+        for _ in range(40):
+            out.write(row * 5000)  # 200,000 rows, 14 MB once inflated
+    tracemalloc.start()
+    try:
+        rows, last = 0, None
+        for body in csvfile.read_csv(path, chunk_rows=5000):
+            rows, last = rows + body.record_count, body
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert rows == 200_000 and last is not None
+    assert peak < 12 << 20, f"{peak / 2**20:.0f} MiB held to read a 14 MB file"
+    assert (last.file_digest, last.file_size) == (hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_size)
+
+
+def test_a_saved_body_that_inflates_past_the_cap_is_refused_as_it_is_read(tmp_path: Path) -> None:
+    import tracemalloc
+    import zlib
+
+    from crypto.sources.body import SourceError
+    from crypto.sources.files import json_bodies
+
+    path = tmp_path / "tickers.json.gz"
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    path.write_bytes(b"".join(packer.compress(b" " * (1 << 20)) for _ in range(300)) + packer.flush())
+    tracemalloc.start()
+    try:
+        with pytest.raises(SourceError, match=r"more than 4,194,304 bytes once decompressed"):
+            list(json_bodies(str(path), count=len, limit=4 << 20))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 32 << 20, f"{peak / 2**20:.0f} MiB held to refuse a 300 MB body"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from django.conf import settings
 
@@ -132,7 +132,8 @@ def http_client_build(*, source: Source) -> HttpClient:
 def file_bodies(*, source: str, path: str) -> Iterator[Body]:
     """The bodies of a saved file of `source`."""
     module = source_get(name=source)
-    return module.read_file(path=path, context=module.fetch_context(settings=settings, client=None))
+    context = module.fetch_context(settings=settings, client=None)
+    return module.read_file(path=path, context=replace(context, max_body_bytes=settings.HTTP_MAX_BODY_BYTES))
 
 
 def _fetched(source: Source) -> Iterator[Body]:
