@@ -85,3 +85,67 @@ def test_a_secret_inside_a_traceback_is_redacted(settings, json_lines: io.String
     line = records(json_lines)[-1]
     assert "RuntimeError: upstream said ***" in line["exc_info"]
     assert SECRET not in json_lines.getvalue()
+
+
+def test_plain_log_lines_keep_the_fields_of_a_request_and_of_a_retry() -> None:
+    from django.utils.module_loading import import_string
+
+    plain = settings.LOGGING["formatters"]["plain"]  # as LOG_FORMAT=plain configures it
+    built = import_string(plain["()"])(plain["format"])
+    request = logging.makeLogRecord(
+        {
+            "name": "kasparro.request",
+            "levelname": "INFO",
+            "msg": "request",
+            "method": "GET",
+            "path": "/data",
+            "status": 200,
+            "duration_ms": 3.5,
+            "request_id": "abc",
+        }
+    )
+    retry = logging.makeLogRecord(
+        {
+            "name": "crypto.sources.http",
+            "levelname": "WARNING",
+            "msg": "upstream call failed, retrying",
+            "url": "https://api.coinpaprika.com/v1/tickers",
+            "attempt": 2,
+            "delay_s": 0.4,
+            "reason": "the upstream had a server error (503)",
+        }
+    )
+    assert built.format(request).endswith(
+        "INFO kasparro.request request method=GET path=/data status=200 duration_ms=3.5 request_id=abc"
+    )
+    assert built.format(retry).endswith(
+        "retrying url=https://api.coinpaprika.com/v1/tickers attempt=2 delay_s=0.4 "
+        'reason="the upstream had a server error (503)"'
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_command_run_without_a_terminal_logs_its_run_as_json_lines() -> None:
+    import os
+    import subprocess
+    import sys
+
+    from django.db import connection
+
+    from tests.conftest import FIXTURES, database_url
+    from tests.processes import ROOT
+
+    env = {
+        **os.environ,
+        "CSV_SOURCE_PATH": str(FIXTURES / "csv" / "simple_markets.csv"),
+        "LOG_FORMAT": "json",
+        "DATABASE_URL": database_url(connection.settings_dict),
+    }
+    result = subprocess.run(
+        [sys.executable, "manage.py", "ingest", "--source", "csv"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    logged = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    finished = [line for line in logged if line["message"] == "ingestion run finished"]
+    assert finished and finished[0]["source"] == "csv" and finished[0]["status"] == "succeeded"
+    assert "csv" in result.stdout, "the summary is still printed"

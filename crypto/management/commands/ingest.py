@@ -66,8 +66,9 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         crypto_logger = logging.getLogger("crypto")
         previous = crypto_logger.level
-        if options["verbosity"] < 2:
-            # The progress lines below say what the service logs; keep the terminal readable.
+        if options["verbosity"] < 2 and self.stdout.isatty():
+            # At a terminal the progress lines say what the service logs; keep it readable. Without
+            # one (cron, CI, a pipe) the run is logged as well, as every service logs it.
             crypto_logger.setLevel(logging.WARNING)
         try:
             self._handle(**options)

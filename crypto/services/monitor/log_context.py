@@ -7,6 +7,7 @@ progress (ours, Celery's, Django's) gets them without being passed anything.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -35,6 +36,26 @@ def log_context(**fields: Any) -> Iterator[None]:
         yield
     finally:
         _context.reset(token)
+
+
+# What every LogRecord has: anything else on a record is a field a caller gave it (`extra=`).
+_RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+
+
+class PlainFormatter(logging.Formatter):
+    """One line for a person: time, level, logger and message, then the record's fields as
+    `key=value` (the request's method, path, status and duration; a retry's url, attempt and
+    reason), which the JSON format carries as keys."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # logging's name
+        fields = {key: value for key, value in vars(record).items() if key not in _RECORD_ATTRIBUTES}
+        line = super().formatMessage(record)
+        return " ".join([line, *(f"{key}={_plain_value(value)}" for key, value in fields.items())])
+
+
+def _plain_value(value: object) -> str:
+    text = str(value)
+    return json.dumps(text, ensure_ascii=False) if not text or any(ch in text for ch in ' "=\n') else text
 
 
 class ContextFilter(logging.Filter):
