@@ -4,6 +4,7 @@ Every variable is listed in `.env.example`. A bad value stops the process at sta
 naming the variable, rather than failing later inside a run.
 """
 
+import os
 from urllib.parse import urlparse
 
 from django.core.exceptions import ImproperlyConfigured
@@ -195,6 +196,16 @@ SPECTACULAR_SETTINGS = {
         "crypto.api.openapi.error_responses",
     ],
 }
+
+# Every process (gunicorn and runserver, Celery workers, `manage.py ingest`) writes its metrics
+# here and /metrics adds them up: set for all of them before any metric exists. Like ./var/pgdata
+# by default; docker/entrypoint.sh names its own. Without a writable folder, one process's metrics.
+PROMETHEUS_MULTIPROC_DIR = str((BASE_DIR / env.str("PROMETHEUS_MULTIPROC_DIR", default="var/metrics")).resolve())
+try:
+    os.makedirs(PROMETHEUS_MULTIPROC_DIR, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = PROMETHEUS_MULTIPROC_DIR
+except OSError:
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
 
 LOG_FORMAT = _read("LOG_FORMAT", env.str, "json", lambda v: v in {"json", "plain"}, "json or plain")
 LOGGING = {

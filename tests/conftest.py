@@ -35,6 +35,14 @@ def quick_http(settings: object) -> None:
     settings.COINPAPRIKA_API_KEY = ""  # type: ignore[attr-defined]
 
 
+@pytest.fixture(autouse=True, scope="session")
+def metrics_of_this_session() -> None:
+    """/metrics adds up the files of every process: start from none, as `make run` does."""
+    from crypto.services.monitor.metrics import metrics_files_clear
+
+    metrics_files_clear()
+
+
 @pytest.fixture(autouse=True)
 def unthrottled(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Tests make many requests from one address; the throttling tests set their own rates."""

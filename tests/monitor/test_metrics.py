@@ -82,3 +82,37 @@ def test_made_up_http_methods_do_not_make_new_series() -> None:
         >= 1
     )
     assert not any(dict(labels).get("method") == "FROBNICATE" for _, labels in metrics)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_metrics_sum_the_runs_of_every_process_the_command_included() -> None:
+    import os
+    import subprocess
+    import sys
+
+    from django.db import connection
+
+    from tests.conftest import FIXTURES, database_url
+    from tests.processes import ROOT
+
+    before = scrape()
+    env = {
+        **os.environ,
+        "CSV_SOURCE_PATH": str(FIXTURES / "csv" / "simple_markets.csv"),
+        "DATABASE_URL": database_url(connection.settings_dict),
+    }
+    command = [sys.executable, "manage.py", "ingest", "--source", "csv"]
+    assert subprocess.run(command, cwd=ROOT, env=env, capture_output=True, timeout=120).returncode == 0
+    after = scrape()  # served by this process; the run was made by another one
+    key = ("kasparro_ingestion_runs_total", (("source", "csv"), ("status", "succeeded")))
+    assert after.get(key, 0) - before.get(key, 0) == 1
+
+
+def test_a_start_empties_the_metrics_folder_of_an_earlier_start(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from crypto.services.monitor.metrics import metrics_files_clear
+
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    (tmp_path / "counter_host-123.db").write_bytes(b"stale")
+    (tmp_path / "notes.txt").write_text("kept")
+    assert metrics_files_clear() == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]

@@ -21,6 +21,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from crypto.services.monitor.metrics import metrics_files_clear
 from kasparro.database import embedded_database_held
 from kasparro.embedded_db import EmbeddedDatabaseError
 
@@ -57,6 +58,7 @@ class Command(BaseCommand):
             held = embedded_database_held(say=self._say) if settings.EMBEDDED_DATABASE else nullcontext()
             with held:
                 loading.join()
+                metrics_files_clear()  # this start's series only, summed over its processes
                 call_command("migrate", interactive=False)
                 call_command("ingest", source="all", fallback_file=options["fallback_file"])
                 self._say(f"Serving on http://127.0.0.1:{options['port']}/  (try /health, /data, /stats, /admin/)")

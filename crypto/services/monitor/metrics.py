@@ -1,8 +1,9 @@
 """Prometheus metrics, moved by the pipeline itself and served at /metrics.
 
-Multi-process safe: with PROMETHEUS_MULTIPROC_DIR set (docker/entrypoint.sh sets it, and the
-Compose services share it as a volume) every gunicorn worker and Celery process writes its own
-files there and /metrics adds them up; without it, the metrics of the serving process alone.
+Multi-process: every process (gunicorn or runserver, each Celery process, `manage.py ingest`)
+writes its own files in PROMETHEUS_MULTIPROC_DIR (./var/metrics by default, set by the settings;
+docker/entrypoint.sh names a folder the Compose services share as a volume) and /metrics adds
+them up. Without a writable folder, the metrics of the serving process alone.
 """
 
 from __future__ import annotations
@@ -65,6 +66,20 @@ LAST_SUCCESS = Gauge(
 def method_label(method: str | None) -> str:
     # Clients choose the method: a bounded label keeps them from minting series at will.
     return method if method in HTTP_METHODS else "OTHER"
+
+
+def metrics_files_clear() -> int:
+    """Empty the metrics folder, as a stack starts (`make run`): series of processes from an
+    earlier start would otherwise be added to this one's. Returns the files removed."""
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not folder:
+        return 0
+    removed = 0
+    for name in os.listdir(folder):
+        if name.endswith(".db"):
+            os.remove(os.path.join(folder, name))
+            removed += 1
+    return removed
 
 
 def metrics_exposition() -> tuple[bytes, str]:
