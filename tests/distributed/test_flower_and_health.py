@@ -64,6 +64,35 @@ def test_flower_requires_basic_auth_and_shows_ingestion_tasks_by_name_and_source
     assert task["name"] == "tasks.ingest_source"
     assert task["kwargs"] == "{'source': 'csv'}"
     assert task["args"] == "()"
+    page = requests.get(f"{flower}/tasks", auth=("ops", "s3cret-pass"), timeout=5).text
+    assert '<th data-column="kwargs">' in page and '<th data-column="result">' in page, "the source shows in the list"
+
+
+def test_flower_shows_a_skipped_run_as_a_failed_task_not_a_success(
+    flower: str, celery_env: dict[str, str], processes: Callable[..., CeleryProcess]
+) -> None:
+    import psycopg2
+    from django.db import connection
+
+    from crypto.services.ingest.locks import _NAMESPACE, name_key
+    from tests.conftest import database_url
+
+    processes("worker", celery_env, "w1")
+    other_run = psycopg2.connect(database_url(connection.settings_dict))  # another run holds csv
+    try:
+        other_run.cursor().execute("SELECT pg_advisory_xact_lock(%s, %s)", [_NAMESPACE, name_key("ingest:csv")])
+        task_id = send_task(celery_env["REDIS_URL"], "csv")
+
+        def seen() -> dict:
+            tasks = requests.get(f"{flower}/api/tasks", auth=("ops", "s3cret-pass"), timeout=5).json()
+            task = tasks.get(task_id, {})
+            return task if task.get("state") in ("SUCCESS", "FAILURE") else {}
+
+        task = wait_for(seen, timeout=60, what="flower to see the task end")
+    finally:
+        other_run.close()
+    assert task["state"] == "FAILURE" and "IngestionSkipped" in task["exception"]
+    assert "already being ingested" in task["exception"]
 
 
 def health(env: dict[str, str]) -> dict:
