@@ -15,7 +15,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kasparro.settings")
 # Flower's task list shows what each task is for (its source, in kwargs) and what came of it; a
 # skipped or failed run fails its task, so it is never a green success there. (Read by Flower
 # from the environment as it starts, after this module: override it the same way.)
-os.environ.setdefault("FLOWER_TASKS_COLUMNS", "name,uuid,state,kwargs,result,received,runtime,worker")
+os.environ.setdefault("FLOWER_TASKS_COLUMNS", "name,state,kwargs,result,exception,received,runtime,worker,uuid")
 
 app = Celery("kasparro")
 app.config_from_object("django.conf:settings", namespace="CELERY")
