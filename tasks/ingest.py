@@ -8,12 +8,15 @@ another run held its source fails the task too (IngestionSkipped): it ingested n
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import random
 from typing import Any
 
 from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
+from django.core.cache import cache
 from django.db import DatabaseError
 
 from crypto.models import IngestionRun
@@ -23,6 +26,8 @@ from crypto.services.monitor.log_context import log_context
 from crypto.services.monitor.metrics import TASK_RETRIES
 from crypto.sources import source_names
 
+logger = logging.getLogger(__name__)
+
 
 class IngestionFailed(Exception):
     pass
@@ -30,6 +35,26 @@ class IngestionFailed(Exception):
 
 class IngestionSkipped(IngestionFailed):
     """Another run held the source: this task wrote nothing, so it does not end as a success."""
+
+
+def _database_waiter(*, source: str, task_id: str) -> bool:
+    """Whether this task is the one of its source that waits for the database (claimed in the
+    shared cache, and kept while it keeps retrying)."""
+    key, ttl = f"ingest:database-waiter:{source}", settings.INGEST_RETRY_BACKOFF_CAP * 3
+    try:
+        if cache.add(key, task_id, ttl) or cache.get(key) == task_id:
+            cache.set(key, task_id, ttl)
+            return True
+    except Exception:  # the cache is Redis, the broker: without it no retry can be sent anyway
+        logger.exception("could not claim the wait for the database")
+    return False
+
+
+def _database_waiter_release(*, source: str, task_id: str) -> None:
+    key = f"ingest:database-waiter:{source}"
+    with contextlib.suppress(Exception):  # it lapses by itself
+        if cache.get(key) == task_id:
+            cache.delete(key)
 
 
 def retry_delay(*, retries: int, retry_after: float | None) -> float:
@@ -60,12 +85,21 @@ def _ingest(self: Task, *, source: str, trigger: str, retries: int) -> dict[str,
         )
         run = ingestion_run(source=source, trigger=trigger, task=caller)
     except DatabaseError as exc:
-        # Not even the failure could be recorded: the database is away. Try again later.
-        if not may_retry:
+        # Not even the failure could be recorded: the database is away. Try again later; past the
+        # retries, one task per source keeps waiting for it, so the source is ingested (and its
+        # run recorded) once the database is back, and the others end saying so.
+        if may_retry:
+            TASK_RETRIES.labels(source).inc()
+            raise self.retry(exc=exc, countdown=retry_delay(retries=retries, retry_after=None)) from None
+        if self.request.is_eager or not _database_waiter(source=source, task_id=self.request.id or ""):
             raise
+        logger.warning("the database is away past the task's retries; waiting for it", extra={"source": source})
         TASK_RETRIES.labels(source).inc()
-        raise self.retry(exc=exc, countdown=retry_delay(retries=retries, retry_after=None)) from None
+        delay = float(settings.INGEST_RETRY_BACKOFF_CAP)
+        raise self.retry(exc=exc, countdown=delay, max_retries=None) from None
 
+    if retries >= settings.INGEST_MAX_RETRIES:
+        _database_waiter_release(source=source, task_id=self.request.id or "")
     if run.status == IngestionRun.Status.FAILED:
         error = IngestionFailed(f"{source} run #{run.pk} failed: {run.error}")
         if run.retry_scheduled:

@@ -120,3 +120,31 @@ def test_a_database_outage_during_a_command_run_is_one_line_and_the_run_is_recor
     statuses = query(env["DATABASE_URL"], "SELECT status, error FROM ingestion_run ORDER BY id")
     assert [row[0] for row in statuses] == ["failed", "failed", "succeeded"]
     assert "abandoned" in statuses[1][1]
+
+
+def test_a_database_away_longer_than_the_retries_leaves_a_task_waiting_that_ingests_once_it_is_back(
+    celery_env: dict[str, str],
+    processes: Callable[..., CeleryProcess],
+    stub: StubUpstream,
+    private_pg: EmbeddedPostgres,
+) -> None:
+    env = {**celery_env, "DATABASE_URL": private_pg.url("kasparro"), "INGEST_MAX_RETRIES": "1"}
+    migrated(env)
+    worker = processes("worker", env, "w1")
+    private_pg.stop(mode="fast")
+    first, second = send_task(env["REDIS_URL"], "coinpaprika"), send_task(env["REDIS_URL"], "coinpaprika")
+    wait_for(
+        lambda: "waiting for it" in worker.output(), timeout=60, what="a task to wait past its retries", every=0.5
+    )
+    private_pg.start()
+
+    def recorded() -> list[tuple]:
+        try:
+            runs = query(env["DATABASE_URL"], "SELECT task_id, status FROM ingestion_run")
+        except psycopg2.OperationalError:
+            return []
+        return runs if runs and all(status != "running" for _, status in runs) else []
+
+    runs = wait_for(recorded, timeout=90, what="the run, once the database is back")
+    assert len(runs) == 1 and runs[0][0] in (first, second) and runs[0][1] == "succeeded"
+    assert query(env["DATABASE_URL"], "SELECT count(*) FROM market_quote")[0][0] == 2500
