@@ -1,13 +1,14 @@
 """Backfill speed and memory, measured in one run on one PostgreSQL.
 
-    make bench                     # or: python bench/backfill_bench.py [--bodies 200] [--naive-bodies 2]
+    make bench                     # or: python bench/backfill_bench.py [--bodies 200] [--quick]
 
 Generates an archive of CoinPaprika `/tickers` bodies from the recorded one (2,500 tickers each,
 prices on a random walk, times an hour apart), then prints:
   - records/s of `manage.py ingest --file ARCHIVE` (parse, validate, store raw, normalize, upsert)
-    against a bare COPY of the same normalized rows into an empty table with the same columns,
-    indexes and unique constraints (target >= 0.5x), and against a naive loader that saves one ORM
-    object per record (target >= 10x);
+    against PostgreSQL's own cost for what a backfill must write: per body, in one transaction,
+    one INSERT of the raw body as jsonb (lz4, as the real table) and one COPY of its normalized
+    rows into a copy of market_quote with the same indexes and foreign keys (target >= 0.8x);
+    and against a naive loader that saves one ORM object per record (target >= 10x);
   - the time of a second backfill of the same archive against the first (target <= 5%);
   - peak RSS of the backfill of all bodies against a backfill of a tenth of them, the command and
     its read-ahead process together (target <= 1.2x).
@@ -36,12 +37,12 @@ DATABASE = "kasparro_bench_backfill"
 TABLES = "market_quote, asset, ingestion_run_body, loaded_file, raw_crypto_data, ingestion_run, source_totals"
 
 
-def database_url() -> str:
+def database_url(*, quick: bool = False) -> str:
     base = os.environ.get("DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/kasparro"
     parsed = urlparse(base)
     if not parsed.scheme.startswith("postgres"):
         sys.exit("make bench needs PostgreSQL: set DATABASE_URL to a postgres:// URL")
-    return urlunparse(parsed._replace(path=f"/{DATABASE}"))
+    return urlunparse(parsed._replace(path=f"/{DATABASE}_quick" if quick else f"/{DATABASE}"))
 
 
 def recreate_database(url: str) -> None:
@@ -49,9 +50,10 @@ def recreate_database(url: str) -> None:
 
     admin = psycopg2.connect(urlunparse(urlparse(url)._replace(path="/postgres")))
     admin.autocommit = True
+    name = urlparse(url).path.lstrip("/")
     with admin.cursor() as cursor:
-        cursor.execute(f"DROP DATABASE IF EXISTS {DATABASE}")
-        cursor.execute(f"CREATE DATABASE {DATABASE}")
+        cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        cursor.execute(f'CREATE DATABASE "{name}"')
     admin.close()
 
 
@@ -176,6 +178,62 @@ def bare_copy_rate(files: list[Path]) -> tuple[float, int]:
     return rows / seconds, rows
 
 
+def bare_database_rate(files: list[Path]) -> tuple[float, int]:
+    """PostgreSQL's own cost for what a backfill must write, with everything else done first:
+    per body, one transaction holding one INSERT of its canonical JSON into a copy of the raw
+    table (jsonb, lz4) and one COPY of its normalized rows into a copy of market_quote with the
+    same indexes and foreign keys (to asset, and to the raw copy); (records/s, rows)."""
+    from django.db import connection, transaction
+
+    from crypto.models import QUOTE_VALUE_FIELDS, Asset
+    from crypto.services.ingest.bulk import copy_rows
+    from crypto.sources import coinpaprika
+    from crypto.sources.body import canonical_json
+
+    asset_ids = dict(Asset.objects.filter(source="coinpaprika").values_list("upstream_id", "id"))
+    work = []
+    for path in files:
+        data = orjson.loads(path.read_bytes())
+        lines = []
+        for record in coinpaprika.source.parse(data=data).records:
+            assert record.last_updated is not None
+            cells = copy_rows([(0, record, record.last_updated)]).getvalue().rstrip("\n").split("\t")
+            lines.append("\t".join([str(asset_ids[record.upstream_id]), "coinpaprika", cells[4], *cells[5:]]))
+        work.append((canonical_json(data).decode(), lines))
+    columns = ["asset_id", "source", "last_updated", *QUOTE_VALUE_FIELDS, "raw_id", "ingested_at"]
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TABLE IF EXISTS bare_quote, bare_raw")
+        cursor.execute("CREATE TABLE bare_raw (LIKE raw_crypto_data INCLUDING ALL)")
+        cursor.execute("CREATE TABLE bare_quote (LIKE market_quote INCLUDING ALL)")
+        cursor.execute(
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'market_quote'::regclass "
+            "AND contype = 'f'"
+        )
+        for (definition,) in cursor.fetchall():
+            cursor.execute(f"ALTER TABLE bare_quote ADD {definition.replace('raw_crypto_data', 'bare_raw')}")
+        cursor.execute("CHECKPOINT")
+    rows = 0
+    started = time.perf_counter()
+    for n, (body, lines) in enumerate(work):
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO bare_raw (source, data, fetched_at, content_hash, record_count, request, position) "
+                "VALUES ('coinpaprika', %s::jsonb, now(), %s, %s, '', 1) RETURNING id",
+                [body, str(n), len(lines)],
+            )
+            tail = f"\t{cursor.fetchone()[0]}\t2024-01-01T00:00:00+00:00\n"
+            text = tail.join(lines) + tail
+            with connection.wrap_database_errors:
+                cursor.copy_expert(f"COPY bare_quote ({', '.join(columns)}) FROM STDIN", io.StringIO(text))
+            rows += len(lines)
+    seconds = time.perf_counter() - started
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM bare_quote")
+        assert cursor.fetchone()[0] == rows
+        cursor.execute("DROP TABLE bare_quote, bare_raw")
+    return rows / seconds, rows
+
+
 def raw_only_rate(files: list[Path]) -> float:
     """For reference: storing the bodies alone (canonical JSON into an empty copy of the raw table,
     jsonb, one statement per body, one transaction); in records/s."""
@@ -201,7 +259,7 @@ def raw_only_rate(files: list[Path]) -> float:
     return len(bodies) * 2500 / seconds
 
 
-def naive_rate(files: list[Path]) -> tuple[float, int]:
+def naive_rate(files: list[Path], *, most: int | None = None) -> tuple[float, int]:
     """What a naive loader does: the body through the ORM, then one get_or_create and one save per
     record, in one transaction per body; (records/s, records)."""
     from django.db import transaction
@@ -223,7 +281,7 @@ def naive_rate(files: list[Path]) -> tuple[float, int]:
                 record_count=len(data),
                 request=str(path),
             )
-            for record in coinpaprika.source.parse(data=data).records:
+            for record in coinpaprika.source.parse(data=data).records[:most]:
                 asset, _ = Asset.objects.get_or_create(
                     source="coinpaprika",
                     upstream_id=record.upstream_id,
@@ -243,10 +301,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bodies", type=int, default=200)
     parser.add_argument("--naive-bodies", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="a few bodies, seconds; ratios printed, targets not held")
     args = parser.parse_args()
+    if args.quick:
+        args.bodies, args.naive_bodies = 4, 1
     small_bodies = max(1, args.bodies // 10)
 
-    url = database_url()
+    url = database_url(quick=args.quick)
     env = {**os.environ, "DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "kasparro.settings", "DJANGO_DEBUG": "false"}
     env.pop("REDIS_URL", None)
     env["LOG_LEVEL"] = "WARNING"
@@ -284,8 +345,12 @@ def main() -> None:
         )
         second_seconds, _, output = backfill(env, folder)
         print(f"second backfill: {second_seconds:.2f}s\n  {output.strip().splitlines()[-1]}", flush=True)
+        bare_per_s, rows = bare_database_rate(files)
+        print(
+            f"bare database work (raw INSERT + COPY per body): {rows:,} rows at {bare_per_s:,.0f} records/s", flush=True
+        )
         copy_per_s, rows = bare_copy_rate(files)
-        print(f"bare COPY: {rows:,} rows at {copy_per_s:,.0f} rows/s", flush=True)
+        print(f"bare COPY of the rows alone (for reference): {rows:,} rows at {copy_per_s:,.0f} rows/s", flush=True)
         raw_per_s = raw_only_rate(files[:small_bodies])
         print(f"raw bodies alone (jsonb, for reference): {raw_per_s:,.0f} records/s", flush=True)
 
@@ -294,12 +359,12 @@ def main() -> None:
         print(f"backfill of {small_bodies} bodies: peak RSS {rss_small / 1024:.0f} MiB", flush=True)
 
         truncate()
-        naive_per_s, naive_records = naive_rate(files[: args.naive_bodies])
+        naive_per_s, naive_records = naive_rate(files[: args.naive_bodies], most=300 if args.quick else None)
         print(f"naive ORM loader: {naive_records:,} records at {naive_per_s:,.0f} records/s", flush=True)
 
     backfill_per_s = records / first_seconds
     rows_out = [
-        ("backfill / bare COPY (records/s)", backfill_per_s / copy_per_s, ">=", 0.5),
+        ("backfill / bare database work (records/s)", backfill_per_s / bare_per_s, ">=", 0.8),
         ("backfill / one ORM save per record", backfill_per_s / naive_per_s, ">=", 10.0),
         ("second backfill / first (time)", second_seconds / first_seconds, "<=", 0.05),
         (f"peak RSS {args.bodies} / {small_bodies} bodies", rss_all / rss_small, "<=", 1.2),
@@ -311,7 +376,9 @@ def main() -> None:
     print("Ratios (target):")
     for label, ratio, sense, target in rows_out:
         ok = ratio >= target if sense == ">=" else ratio <= target
-        print(f"  {label:<38} {ratio:7.3f}x  ({sense} {target}x) {'ok' if ok else 'MISSED'}")
+        print(f"  {label:<42} {ratio:7.3f}x  ({sense} {target}x) {'ok' if ok else 'MISSED'}")
+    if args.quick:
+        print("(quick: a few bodies, so the ratios say nothing; the run shows the benchmark works)")
     print(
         f"\n(peak RSS: {rss_all / 1024:.0f} MiB for {args.bodies} bodies, "
         f"{rss_small / 1024:.0f} MiB for {small_bodies})"

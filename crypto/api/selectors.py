@@ -214,12 +214,13 @@ def _drift_brief(counts: dict[str, int], latest: SchemaDrift | None) -> dict[str
 # byte budget: cut and measured in the database, never shipped to Python to be counted. Past the
 # budget a record comes back as NULL (counted, not sent).
 _SLICE_SQL = """
+WITH b AS MATERIALIZED (  -- the body read (and decompressed) once, not once per record
+    SELECT jsonb_path_query_array(data, %s) AS part, data -> 'header' AS header
+    FROM raw_crypto_data WHERE id = %s
+)
 SELECT CASE WHEN running <= %s THEN value END, running, CASE WHEN ord = 1 THEN header END FROM (
-    SELECT t.value, t.ord, r.data -> 'header' AS header,
-           sum(octet_length(t.value::text)) OVER (ORDER BY t.ord) AS running
-    FROM raw_crypto_data r,
-         jsonb_array_elements(jsonb_path_query_array(r.data, %s)) WITH ORDINALITY AS t(value, ord)
-    WHERE r.id = %s
+    SELECT t.value, t.ord, b.header, sum(octet_length(t.value::text)) OVER (ORDER BY t.ord) AS running
+    FROM b, jsonb_array_elements(b.part) WITH ORDINALITY AS t(value, ord)
 ) s ORDER BY ord
 """
 
@@ -235,7 +236,7 @@ class RecordsSlice:
 def _records_slice(*, raw_id: int, path: str, count: int, budget: int, start: int = 0) -> RecordsSlice:
     """`count` records of a stored body from `start`, as many as fit in `budget` bytes."""
     with connection.cursor() as cursor:
-        cursor.execute(_SLICE_SQL, [budget, f"{path}[{start} to {start + count - 1}]", raw_id])
+        cursor.execute(_SLICE_SQL, [f"{path}[{start} to {start + count - 1}]", raw_id, budget])
         rows = cursor.fetchall()
     kept = [(value, running) for value, running, _ in rows if value is not None]
     header = rows[0][2] if rows else None

@@ -133,9 +133,7 @@ def test_a_database_away_longer_than_the_retries_leaves_a_task_waiting_that_inge
     worker = processes("worker", env, "w1")
     private_pg.stop(mode="fast")
     first, second = send_task(env["REDIS_URL"], "coinpaprika"), send_task(env["REDIS_URL"], "coinpaprika")
-    wait_for(
-        lambda: "waiting for it" in worker.output(), timeout=60, what="a task to wait past its retries", every=0.5
-    )
+    wait_for(lambda: "waiting for it" in worker.output(), timeout=60, what="a task to wait past its retries", every=0.5)
     private_pg.start()
 
     def recorded() -> list[tuple]:

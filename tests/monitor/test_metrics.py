@@ -108,11 +108,24 @@ def test_metrics_sum_the_runs_of_every_process_the_command_included() -> None:
     assert after.get(key, 0) - before.get(key, 0) == 1
 
 
-def test_a_start_empties_the_metrics_folder_of_an_earlier_start(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_start_removes_the_metrics_of_ended_processes_and_keeps_the_running_ones(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import socket
+    import subprocess
+
     from crypto.services.monitor.metrics import metrics_files_clear
 
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    host = socket.gethostname().replace("_", "-")
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
-    (tmp_path / "counter_host-123.db").write_bytes(b"stale")
+    (tmp_path / f"counter_{host}-{finished.pid}.db").write_bytes(b"an earlier start's")
+    (tmp_path / f"counter_{host}-{os.getpid()}.db").write_bytes(b"this process's")
+    (tmp_path / f"counter_other-host-{finished.pid}.db").write_bytes(b"another host's")
     (tmp_path / "notes.txt").write_text("kept")
     assert metrics_files_clear() == 1
-    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [f"counter_{host}-{os.getpid()}.db", f"counter_other-host-{finished.pid}.db", "notes.txt"]
+    )

@@ -58,7 +58,7 @@ class Command(BaseCommand):
             held = embedded_database_held(say=self._say) if settings.EMBEDDED_DATABASE else nullcontext()
             with held:
                 loading.join()
-                metrics_files_clear()  # this start's series only, summed over its processes
+                metrics_files_clear()  # series of an earlier start's ended processes are not added to this one's
                 call_command("migrate", interactive=False)
                 call_command("ingest", source="all", fallback_file=options["fallback_file"])
                 self._say(f"Serving on http://127.0.0.1:{options['port']}/  (try /health, /data, /stats, /admin/)")

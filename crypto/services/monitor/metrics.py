@@ -23,12 +23,16 @@ from prometheus_client import (
     values,
 )
 
+
+def _host() -> str:
+    return socket.gethostname().replace("_", "-")
+
+
 if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     # Files are named by process id alone, and containers sharing the metrics volume each count
     # their processes from 1: the host name keeps a gunicorn worker and a Celery child with the
     # same pid from writing one file. (No "_": the collector splits file names on it.)
-    _HOST = socket.gethostname().replace("_", "-")
-    values.ValueClass = values.MultiProcessValue(lambda: f"{_HOST}-{os.getpid()}")
+    values.ValueClass = values.MultiProcessValue(lambda: f"{_host()}-{os.getpid()}")
 
 HTTP_REQUEST_SECONDS = Histogram(
     "kasparro_http_request_duration_seconds",
@@ -69,17 +73,32 @@ def method_label(method: str | None) -> str:
 
 
 def metrics_files_clear() -> int:
-    """Empty the metrics folder, as a stack starts (`make run`): series of processes from an
-    earlier start would otherwise be added to this one's. Returns the files removed."""
+    """Remove the metrics files of this host's processes that have ended, as a stack starts
+    (`make run`): series of an earlier start would otherwise be added to this one's, while the
+    files of processes still running (here or on another host sharing the folder) stay. Returns
+    the files removed."""
     folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if not folder:
         return 0
     removed = 0
     for name in os.listdir(folder):
-        if name.endswith(".db"):
-            os.remove(os.path.join(folder, name))
-            removed += 1
+        ident = name.removesuffix(".db").partition("_")[2]
+        host, _, pid = ident.rpartition("-")
+        if not name.endswith(".db") or not pid.isdigit() or host not in ("", _host()) or _alive(int(pid)):
+            continue
+        os.remove(os.path.join(folder, name))
+        removed += 1
     return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def metrics_exposition() -> tuple[bytes, str]:
