@@ -45,9 +45,12 @@ test: install-dev
 	PYTHON=$(BIN)/python scripts/with-services.sh $(BIN)/pytest
 
 # Benchmarks print ratios measured in one run (see bench/); they need PostgreSQL, like the tests.
+# Both run whatever the first says; the status says whether every target held.
 bench: install-dev
-	PYTHON=$(BIN)/python scripts/with-services.sh $(BIN)/python bench/api_bench.py --verbose
-	PYTHON=$(BIN)/python scripts/with-services.sh $(BIN)/python bench/backfill_bench.py
+	status=0; \
+	  PYTHON=$(BIN)/python scripts/with-services.sh $(BIN)/python bench/api_bench.py --verbose || status=1; \
+	  PYTHON=$(BIN)/python scripts/with-services.sh $(BIN)/python bench/backfill_bench.py || status=1; \
+	  exit $$status
 
 lint: install-dev
 	$(BIN)/ruff check .

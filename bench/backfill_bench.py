@@ -374,8 +374,10 @@ def main() -> None:
         f"{os.cpu_count()} cores"
     )
     print("Ratios (target):")
+    missed = False
     for label, ratio, sense, target in rows_out:
         ok = ratio >= target if sense == ">=" else ratio <= target
+        missed |= not ok
         print(f"  {label:<42} {ratio:7.3f}x  ({sense} {target}x) {'ok' if ok else 'MISSED'}")
     if args.quick:
         print("(quick: a few bodies, so the ratios say nothing; the run shows the benchmark works)")
@@ -383,6 +385,7 @@ def main() -> None:
         f"\n(peak RSS: {rss_all / 1024:.0f} MiB for {args.bodies} bodies, "
         f"{rss_small / 1024:.0f} MiB for {small_bodies})"
     )
+    sys.exit(1 if missed and not args.quick else 0)
 
 
 if __name__ == "__main__":

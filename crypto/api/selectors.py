@@ -3,7 +3,6 @@ database, never over rows in Python."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -12,7 +11,6 @@ from django.conf import settings
 from django.db import DatabaseError, connection
 from django.db.models import Count, Max
 from django.utils import timezone
-from django_celery_beat.models import PeriodicTask
 
 from crypto.models import IngestionRun, QuarantinedRecord, RunBody, SchemaDrift, SourceTotals
 from crypto.services.ingest.schedules import periodic_task_name
@@ -22,7 +20,7 @@ from crypto.sources.body import json_loads
 
 
 def health_report() -> dict[str, Any]:
-    """What /health answers, in three queries whatever the number of sources and runs. `error`
+    """What /health answers, in two queries whatever the number of sources and runs. `error`
     when the database is unreachable; `degraded` when the broker is down, a source's latest live
     run failed, or a scheduled source is stale; otherwise `ok`.
 
@@ -64,10 +62,12 @@ def run_latest(source: str, *statuses: str) -> IngestionRun | None:
 
 
 # Per source, in one statement: its latest live run that ended (a saved file's says nothing of
-# the upstream), and the successful run holding its newest data (an index seek each).
+# the upstream), the successful run holding its newest data (an index seek each), and its beat
+# schedule as the admin may have edited it (enabled, and the interval in seconds).
 _FRESHNESS_SQL = """
-SELECT s.source, last.status, last.error, newest.finished_at, newest.data_fetched_at
-FROM unnest(%s::text[]) AS s(source)
+SELECT s.source, last.status, last.error, newest.finished_at, newest.data_fetched_at,
+       task.id IS NOT NULL, task.enabled, task.seconds
+FROM unnest(%s::text[], %s::text[]) AS s(source, task_name)
 LEFT JOIN LATERAL (
     SELECT status, error FROM ingestion_run
     WHERE source = s.source AND status IN ('succeeded', 'failed') AND trigger <> 'file'
@@ -78,23 +78,25 @@ LEFT JOIN LATERAL (
     WHERE source = s.source AND status = 'succeeded' AND data_fetched_at IS NOT NULL
     ORDER BY data_fetched_at DESC, id DESC LIMIT 1
 ) newest ON true
+LEFT JOIN LATERAL (
+    SELECT t.id, t.enabled, (i.every * CASE i.period WHEN 'days' THEN 86400 WHEN 'hours' THEN 3600
+        WHEN 'minutes' THEN 60 WHEN 'seconds' THEN 1 ELSE 0.000001 END)::bigint AS seconds
+    FROM django_celery_beat_periodictask t
+    LEFT JOIN django_celery_beat_intervalschedule i ON i.id = t.interval_id
+    WHERE t.name = s.task_name
+) task ON true
 """
 
 
 def sources_freshness(*, beat_runs: bool) -> dict[str, dict[str, Any]]:
     """Per source: its latest live run, its newest data and the run that brought it, and whether
     that data is older than the schedule allows (STALE_AFTER_INTERVALS intervals; `stale` is None
-    when nothing schedules the source)."""
+    when nothing schedules the source). One query, whatever the number of sources and runs."""
     now = timezone.now()
-    names = source_names()
-    schedules = schedules_of(sources=names) if beat_runs else dict.fromkeys(names, (False, None))
-    with connection.cursor() as cursor:
-        cursor.execute(_FRESHNESS_SQL, [list(names)])
-        rows = {row[0]: row[1:] for row in cursor.fetchall()}
     result = {}
-    for source in names:
-        last_status, last_error, last_success_at, data_fetched_at = rows[source]
-        scheduled, every = schedules[source]
+    for source, row in _freshness_rows().items():
+        last_status, last_error, last_success_at, data_fetched_at, *schedule = row
+        scheduled, every = _schedule(source, *schedule) if beat_runs else (False, None)
         stale = None
         if scheduled and every is not None:
             allowed = timedelta(seconds=every * settings.STALE_AFTER_INTERVALS)
@@ -111,27 +113,28 @@ def sources_freshness(*, beat_runs: bool) -> dict[str, dict[str, Any]]:
     return result
 
 
-def schedules_of(*, sources: Iterable[str]) -> dict[str, tuple[bool, int | None]]:
-    """Per source, whether beat runs it (its periodic task is enabled) and the interval it uses
-    now (the admin may have edited it); None when disabled or on a crontab, solar or clocked
-    schedule. One query for all of them."""
-    names = {periodic_task_name(source=source): source for source in sources}
-    tasks = {task.name: task for task in PeriodicTask.objects.filter(name__in=names).select_related("interval")}
-    result: dict[str, tuple[bool, int | None]] = {}
-    for name, source in names.items():
-        task = tasks.get(name)
-        if task is None:
-            result[source] = (True, getattr(settings, source_get(name=source).interval_setting))
-        elif not task.enabled:
-            result[source] = (False, None)
-        else:
-            every = int(task.interval.schedule.run_every.total_seconds()) if task.interval is not None else None
-            result[source] = (True, every)
-    return result
+def _freshness_rows() -> dict[str, tuple[Any, ...]]:
+    names = list(source_names())
+    with connection.cursor() as cursor:
+        cursor.execute(_FRESHNESS_SQL, [names, [periodic_task_name(source=name) for name in names]])
+        return {row[0]: tuple(row[1:]) for row in cursor.fetchall()}
+
+
+def _schedule(source: str, has_task: bool, enabled: bool | None, seconds: int | None) -> tuple[bool, int | None]:
+    """Whether beat runs the source (its periodic task is enabled) and the interval it uses now;
+    None when disabled or on a crontab, solar or clocked schedule. Before `migrate` made the task,
+    the interval its setting says."""
+    if not has_task:
+        return True, getattr(settings, source_get(name=source).interval_setting)
+    if not enabled:
+        return False, None
+    return True, int(seconds) if seconds is not None else None
 
 
 def schedule_of(*, source: str) -> tuple[bool, int | None]:
-    return schedules_of(sources=[source])[source]
+    """Whether beat runs `source` and at which interval, as /health reads it."""
+    _, _, _, _, *schedule = _freshness_rows()[source]
+    return _schedule(source, *schedule)
 
 
 def _run_brief(run: IngestionRun | None) -> dict[str, Any] | None:

@@ -125,13 +125,13 @@ def test_health_is_coherent_in_every_mode_stale_only_where_scheduled_and_every_s
         assert "coinpaprika" in body["stale_sources"] and body["status"] == "degraded"
 
 
-def test_health_answers_in_three_queries_whatever_the_sources_and_runs(
+def test_health_answers_in_two_queries_whatever_the_sources_and_runs(
     api: Client, http: responses.RequestsMock, django_assert_max_num_queries
 ) -> None:
     mock_paprika(http)
     for _ in range(3):
         ingestion_run(source="coinpaprika", trigger="cli")
-    with django_assert_max_num_queries(3):
+    with django_assert_max_num_queries(2):  # SELECT 1, and one for every source
         assert api.get("/health").status_code == 200
 
 
