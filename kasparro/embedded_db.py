@@ -23,6 +23,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kasparro.processes import process_alive
+
 SERVICE_USER = "kasparro-db"
 HOST = "127.0.0.1"
 START_TIMEOUT_SECONDS = 60
@@ -218,7 +220,7 @@ def claim(server: EmbeddedPostgres) -> bool:
     owner = _owner_file(server)
     if not server.start():
         text = owner.read_text().strip() if owner.exists() else ""
-        if not text.isdigit() or _alive(int(text)):
+        if not text.isdigit() or process_alive(int(text)):
             return False
     owner.write_text(str(os.getpid()))
     return True
@@ -250,16 +252,6 @@ def _owner_file(server: EmbeddedPostgres) -> Path:
     return server.data_dir.parent / f".{server.data_dir.name}.owner"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _lock_path(data_dir: Path) -> Path:
     return data_dir.parent / f".{data_dir.name}.lock"
 
@@ -283,7 +275,7 @@ def _is_postmaster_of(pid: int, data_dir: Path) -> bool:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except FileNotFoundError:
         # Linux: no such process; elsewhere (macOS) that the pid is alive is the best this can tell.
-        return not Path("/proc/self").exists() and _alive(pid)
+        return not Path("/proc/self").exists() and process_alive(pid)
     except PermissionError:
         return False
     args = [part.decode(errors="replace") for part in argv if part]

@@ -23,6 +23,8 @@ from prometheus_client import (
     values,
 )
 
+from kasparro.processes import process_alive
+
 
 def _host() -> str:
     return socket.gethostname().replace("_", "-")
@@ -84,21 +86,11 @@ def metrics_files_clear() -> int:
     for name in os.listdir(folder):
         ident = name.removesuffix(".db").partition("_")[2]
         host, _, pid = ident.rpartition("-")
-        if not name.endswith(".db") or not pid.isdigit() or host not in ("", _host()) or _alive(int(pid)):
+        if not name.endswith(".db") or not pid.isdigit() or host not in ("", _host()) or process_alive(int(pid)):
             continue
         os.remove(os.path.join(folder, name))
         removed += 1
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def metrics_exposition() -> tuple[bytes, str]:
