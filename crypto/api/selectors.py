@@ -3,6 +3,8 @@ database, never over rows in Python."""
 
 from __future__ import annotations
 
+import time
+import weakref
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -14,13 +16,13 @@ from django.utils import timezone
 
 from crypto.models import IngestionRun, QuarantinedRecord, RunBody, SchemaDrift, SourceTotals
 from crypto.services.ingest.schedules import periodic_task_name
-from crypto.services.monitor.probes import broker_status, database_ping
+from crypto.services.monitor.probes import broker_status
 from crypto.sources import source_get, source_names
 from crypto.sources.body import json_loads
 
 
 def health_report() -> dict[str, Any]:
-    """What /health answers, in two queries whatever the number of sources and runs. `error`
+    """What /health answers, in one query whatever the number of sources and runs. `error`
     when the database is unreachable; `degraded` when the broker is down, a source's latest live
     run failed, or a scheduled source is stale; otherwise `ok`.
 
@@ -31,8 +33,8 @@ def health_report() -> dict[str, Any]:
     now = timezone.now()
     beat_runs = bool(settings.REDIS_URL)
     try:
-        latency_ms = database_ping()
-        freshness = sources_freshness(beat_runs=beat_runs)
+        rows, latency_ms = _freshness_rows()
+        freshness = sources_freshness(rows=rows, beat_runs=beat_runs)
     except DatabaseError as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return {"status": "error", "time": now, "database": {"status": "down", "error": reason}}
@@ -88,13 +90,13 @@ LEFT JOIN LATERAL (
 """
 
 
-def sources_freshness(*, beat_runs: bool) -> dict[str, dict[str, Any]]:
+def sources_freshness(*, rows: dict[str, tuple[Any, ...]], beat_runs: bool) -> dict[str, dict[str, Any]]:
     """Per source: its latest live run, its newest data and the run that brought it, and whether
     that data is older than the schedule allows (STALE_AFTER_INTERVALS intervals; `stale` is None
     when nothing schedules the source). One query, whatever the number of sources and runs."""
     now = timezone.now()
     result = {}
-    for source, row in _freshness_rows().items():
+    for source, row in rows.items():
         last_status, last_error, last_success_at, data_fetched_at, *schedule = row
         scheduled, every = _schedule(source, *schedule) if beat_runs else (False, None)
         stale = None
@@ -113,11 +115,34 @@ def sources_freshness(*, beat_runs: bool) -> dict[str, dict[str, Any]]:
     return result
 
 
-def _freshness_rows() -> dict[str, tuple[Any, ...]]:
+def _freshness_rows() -> tuple[dict[str, tuple[Any, ...]], float]:
+    """Each source's row of _FRESHNESS_SQL, and the statement's round trip in milliseconds: the
+    database's latency as /health reports it (raises DatabaseError when it is unreachable)."""
     names = list(source_names())
     with connection.cursor() as cursor:
-        cursor.execute(_FRESHNESS_SQL, [names, [periodic_task_name(source=name) for name in names]])
-        return {row[0]: tuple(row[1:]) for row in cursor.fetchall()}
+        started = time.perf_counter()
+        arguments = [names, [periodic_task_name(source=name) for name in names]]
+        try:
+            _freshness_execute(cursor, arguments)
+        except DatabaseError as exc:
+            # Prepared on a server connection a pooler has since swapped: prepare it again.
+            if getattr(exc.__cause__, "pgcode", None) != "26000" or connection.in_atomic_block:
+                raise
+            _PREPARED_ON.discard(connection.connection)
+            _freshness_execute(cursor, arguments)
+        rows = {row[0]: tuple(row[1:]) for row in cursor.fetchall()}
+    return rows, round((time.perf_counter() - started) * 1000, 2)
+
+
+_PREPARED_ON: weakref.WeakSet[Any] = weakref.WeakSet()  # the database connections that have it
+
+
+def _freshness_execute(cursor: Any, arguments: list[list[str]]) -> None:
+    if connection.connection not in _PREPARED_ON:
+        # Prepared once per connection: PostgreSQL plans it once, not on every poll of /health.
+        cursor.execute(f"PREPARE kasparro_freshness (text[], text[]) AS {_FRESHNESS_SQL % ('$1', '$2')}")
+        _PREPARED_ON.add(connection.connection)
+    cursor.execute("EXECUTE kasparro_freshness (%s, %s)", arguments)
 
 
 def _schedule(source: str, has_task: bool, enabled: bool | None, seconds: int | None) -> tuple[bool, int | None]:
@@ -133,7 +158,7 @@ def _schedule(source: str, has_task: bool, enabled: bool | None, seconds: int | 
 
 def schedule_of(*, source: str) -> tuple[bool, int | None]:
     """Whether beat runs `source` and at which interval, as /health reads it."""
-    _, _, _, _, *schedule = _freshness_rows()[source]
+    _, _, _, _, *schedule = _freshness_rows()[0][source]
     return _schedule(source, *schedule)
 
 

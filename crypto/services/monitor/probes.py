@@ -1,24 +1,12 @@
-"""Probes of what /health reports beside the data: the database's round trip, and whether the
-broker answers and which workers it reaches."""
+"""Probes of what /health reports beside the data: whether the broker answers and which workers
+it reaches."""
 
 from __future__ import annotations
 
-import time
 from typing import Any, cast
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import connection
-
-
-def database_ping() -> float:
-    """Round-trip time of `SELECT 1` in milliseconds; raises DatabaseError when unreachable."""
-    start = time.perf_counter()
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1")
-        cursor.fetchone()
-    return round((time.perf_counter() - start) * 1000, 2)
-
 
 BROKER_CACHE_SECONDS = 5
 
