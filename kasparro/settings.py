@@ -20,6 +20,7 @@ from kasparro.envreader import (
     _secret,
     env,
 )
+from kasparro.openapi_settings import OPENAPI_SETTINGS
 
 # --- Django core -----------------------------------------------------------------------------
 DEBUG = _bool("DJANGO_DEBUG", False)
@@ -171,31 +172,8 @@ REST_FRAMEWORK = {
     "COERCE_DECIMAL_TO_STRING": True,
 }
 
-SPECTACULAR_SETTINGS = {
-    "TITLE": "Kasparro crypto market data",
-    "DESCRIPTION": (
-        "Market data from CoinGecko, CoinPaprika and CSV files: raw upstream bodies, normalized quotes, "
-        "ingestion runs. Times are ISO 8601 UTC; decimal values are strings of exact numbers."
-    ),
-    "VERSION": "1.0.0",
-    "SERVE_INCLUDE_SCHEMA": False,
-    # Swagger UI from the installed sidecar package: the docs work with no internet.
-    "SWAGGER_UI_DIST": "SIDECAR",
-    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
-    "REDOC_DIST": "SIDECAR",
-    "COMPONENT_SPLIT_REQUEST": True,
-    "ENUM_NAME_OVERRIDES": {
-        "SourceEnum": "crypto.sources.source_choices",
-        "TriggerSourceEnum": "crypto.api.openapi.trigger_source_choices",
-        "RunStatusEnum": "crypto.models.IngestionRun.Status",
-        "RunTriggerEnum": "crypto.models.IngestionRun.Trigger",
-        "ErrorKindEnum": "crypto.models.IngestionRun.ErrorKind",
-    },
-    "POSTPROCESSING_HOOKS": [
-        "drf_spectacular.hooks.postprocess_schema_enums",
-        "crypto.api.openapi.error_responses",
-    ],
-}
+# The OpenAPI schema's own description: fixed, nothing read from the environment.
+SPECTACULAR_SETTINGS = OPENAPI_SETTINGS
 
 # Every process (gunicorn and runserver, Celery workers, `manage.py ingest`) writes its metrics
 # here and /metrics adds them up: set for all of them before any metric exists. Like ./var/pgdata

@@ -90,7 +90,7 @@ Converter = Callable[[Any], Any]
 
 @dataclass(frozen=True)
 class Column:
-    """What a numeric column of crypto/models.py holds: a value it cannot hold is a bad record,
+    """What a numeric column of crypto/models/market.py holds: a value it cannot hold is a bad record,
     never a failed run (the database would refuse the whole body) and never a silent change."""
 
     limit: Decimal  # |value| < limit
