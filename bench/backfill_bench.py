@@ -139,29 +139,44 @@ def truncate() -> None:
         cursor.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
 
 
+# The columns of market_quote a baseline COPYs: asset_id, source, last_updated, the values, raw_id, ingested_at.
+def quote_columns() -> list[str]:
+    from crypto.models import QUOTE_VALUE_FIELDS
+
+    return ["asset_id", "source", "last_updated", *QUOTE_VALUE_FIELDS, "raw_id", "ingested_at"]
+
+
+def asset_ids() -> dict[str, int]:
+    from crypto.models import Asset
+
+    return dict(Asset.objects.filter(source="coinpaprika").values_list("upstream_id", "id"))
+
+
+def quote_lines(data: object, assets: dict[str, int]) -> list[str]:
+    """A body's normalized rows as COPY lines for `quote_columns()`, but for raw_id and ingested_at."""
+    from crypto.services.ingest.bulk import copy_rows
+    from crypto.sources import coinpaprika
+
+    lines = []
+    for record in coinpaprika.source.parse(data=data).records:
+        assert record.last_updated is not None
+        cells = copy_rows([(0, record, record.last_updated)]).getvalue().rstrip("\n").split("\t")
+        lines.append("\t".join([str(assets[record.upstream_id]), "coinpaprika", cells[4], *cells[5:]]))
+    return lines
+
+
 def bare_copy_rate(files: list[Path]) -> tuple[float, int]:
     """COPY the normalized rows of `files` into an empty copy of market_quote; (records/s, rows)."""
     from django.db import connection, transaction
 
-    from crypto.models import Asset, RawBody
-    from crypto.services.ingest.bulk import copy_rows
-    from crypto.sources import coinpaprika
+    from crypto.models import RawBody
 
-    asset_ids = dict(Asset.objects.filter(source="coinpaprika").values_list("upstream_id", "id"))
     raw_id = RawBody.objects.values_list("id", flat=True).first()
-    out = io.StringIO()
-    rows = 0
-    for path in files:
-        for record in coinpaprika.source.parse(data=orjson.loads(path.read_bytes())).records:
-            assert record.last_updated is not None
-            line = copy_rows([(0, record, record.last_updated)]).getvalue().split("\t")
-            # asset_id, source, last_updated, the values, raw_id, ingested_at
-            out.write("\t".join([str(asset_ids[record.upstream_id]), "coinpaprika", line[4], *line[5:]]).rstrip("\n"))
-            out.write(f"\t{raw_id}\t2024-01-01T00:00:00+00:00\n")
-            rows += 1
-    from crypto.models import QUOTE_VALUE_FIELDS
-
-    columns = ["asset_id", "source", "last_updated", *QUOTE_VALUE_FIELDS, "raw_id", "ingested_at"]
+    tail = f"\t{raw_id}\t2024-01-01T00:00:00+00:00\n"
+    assets = asset_ids()
+    lines = [line for path in files for line in quote_lines(orjson.loads(path.read_bytes()), assets)]
+    out = io.StringIO(tail.join(lines) + tail)
+    rows = len(lines)
     with connection.cursor() as cursor:
         cursor.execute("DROP TABLE IF EXISTS bare_copy")
         cursor.execute("CREATE TABLE bare_copy (LIKE market_quote INCLUDING ALL)")
@@ -169,7 +184,7 @@ def bare_copy_rate(files: list[Path]) -> tuple[float, int]:
     out.seek(0)
     started = time.perf_counter()
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.copy_expert(f"COPY bare_copy ({', '.join(columns)}) FROM STDIN", out)
+        cursor.copy_expert(f"COPY bare_copy ({', '.join(quote_columns())}) FROM STDIN", out)
     seconds = time.perf_counter() - started
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM bare_copy")
@@ -185,22 +200,12 @@ def bare_database_rate(files: list[Path]) -> tuple[float, int]:
     same indexes and foreign keys (to asset, and to the raw copy); (records/s, rows)."""
     from django.db import connection, transaction
 
-    from crypto.models import QUOTE_VALUE_FIELDS, Asset
-    from crypto.services.ingest.bulk import copy_rows
-    from crypto.sources import coinpaprika
     from crypto.sources.body import canonical_json
 
-    asset_ids = dict(Asset.objects.filter(source="coinpaprika").values_list("upstream_id", "id"))
-    work = []
+    work, assets = [], asset_ids()
     for path in files:
         data = orjson.loads(path.read_bytes())
-        lines = []
-        for record in coinpaprika.source.parse(data=data).records:
-            assert record.last_updated is not None
-            cells = copy_rows([(0, record, record.last_updated)]).getvalue().rstrip("\n").split("\t")
-            lines.append("\t".join([str(asset_ids[record.upstream_id]), "coinpaprika", cells[4], *cells[5:]]))
-        work.append((canonical_json(data).decode(), lines))
-    columns = ["asset_id", "source", "last_updated", *QUOTE_VALUE_FIELDS, "raw_id", "ingested_at"]
+        work.append((canonical_json(data).decode(), quote_lines(data, assets)))
     with connection.cursor() as cursor:
         cursor.execute("DROP TABLE IF EXISTS bare_quote, bare_raw")
         cursor.execute("CREATE TABLE bare_raw (LIKE raw_crypto_data INCLUDING ALL)")
@@ -224,7 +229,7 @@ def bare_database_rate(files: list[Path]) -> tuple[float, int]:
             tail = f"\t{cursor.fetchone()[0]}\t2024-01-01T00:00:00+00:00\n"
             text = tail.join(lines) + tail
             with connection.wrap_database_errors:
-                cursor.copy_expert(f"COPY bare_quote ({', '.join(columns)}) FROM STDIN", io.StringIO(text))
+                cursor.copy_expert(f"COPY bare_quote ({', '.join(quote_columns())}) FROM STDIN", io.StringIO(text))
             rows += len(lines)
     seconds = time.perf_counter() - started
     with connection.cursor() as cursor:
