@@ -275,6 +275,33 @@ def test_runs_after_one_with_a_record_without_id_are_still_compared(tmp_path: Pa
     assert third.comparison["previous_run"] == second.pk
 
 
+def test_the_ids_a_run_tells_its_checks_are_the_ids_read_back_from_its_stored_bodies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from crypto.services.monitor import anomalies
+    from crypto.sources import source_get
+
+    body = tickers()
+    odd: list[Any] = [
+        dict(body[7], id=[body[7]["id"]]),  # an id that is a list
+        [body[8]],  # a record that is a list
+        dict(body[9], id="   "),  # a blank id
+        dict(body[10], id=f"  {body[10]['id']}\t"),  # padding
+        dict(body[11], id=11),  # not a string
+    ]
+    broken = later(body, 1)
+    broken[7:12] = odd
+    monkeypatch.setattr(anomalies, "_ids_of_runs", anomalies.OrderedDict())
+    first = load(tmp_path, "coinpaprika", body)
+    second = load(tmp_path, "coinpaprika", broken, "second.json")
+    told = {key[0]: ids for key, ids in anomalies._ids_of_runs.items()}  # by each run, as it read its bodies
+    assert told[second.pk] == source_get(name="coinpaprika").upstream_ids(data=broken)
+    assert body[10]["id"] in told[second.pk] and body[7]["id"] not in told[second.pk]
+    for run in (first, second):  # a new process reads them from the stored bodies: the same ids
+        assert anomalies._upstream_ids_stored(run.pk, "coinpaprika") == told[run.pk]
+    assert second.comparison["assets_disappeared"] == 4
+
+
 def test_a_failing_check_after_the_run_never_fails_the_committed_run(tmp_path: Path, monkeypatch) -> None:
     from crypto.services.ingest import lifecycle
 

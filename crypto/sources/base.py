@@ -82,6 +82,11 @@ class Source:
         """How `/data` shows stored records (a slice at `records_path`)."""
         return items
 
+    def upstream_ids(self, *, data: Any) -> frozenset[str] | None:
+        """The upstream ids a body holds, as a run's comparison with the previous run counts them,
+        or None where only parsing tells (the checks then parse the stored bodies)."""
+        return None
+
     def __repr__(self) -> str:
         return f"<source {self.name}>"
 
@@ -93,6 +98,14 @@ class JsonListSource(Source):
 
     def records(self, data: Any) -> list[Any]:
         return json_list(data, expected=self.expected)
+
+    def upstream_ids(self, *, data: Any) -> frozenset[str]:
+        """Every record that is an object with a string `id`, stripped, when not blank; valid or not.
+        crypto/services/monitor/anomalies.py reads the same from stored bodies inside the database."""
+        if not isinstance(data, list):
+            return frozenset()
+        ids = (item["id"].strip() for item in data if isinstance(item, dict) and isinstance(item.get("id"), str))
+        return frozenset(filter(None, ids))
 
     def parse(self, *, data: Any) -> ParseResult:
         result = ParseResult()

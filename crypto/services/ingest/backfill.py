@@ -136,11 +136,11 @@ def _prepare_ahead(source: str, path: str) -> list[PreparedBody] | Exception:
     """In the read-ahead process: the file's bodies ready for the database. An error comes back as
     a SourceError with its words, raised later inside the file's own run so the run records it."""
     try:
-        parse = source_get(name=source).parse
+        module = source_get(name=source)
         prepared = []
         for body in file_bodies(source=source, path=path):
             ready = body_prepare(body)
-            parsed = parse(data=ready.data)
+            parsed = module.parse(data=ready.data)
             prepared.append(
                 dataclasses.replace(
                     ready,
@@ -149,6 +149,7 @@ def _prepare_ahead(source: str, path: str) -> list[PreparedBody] | Exception:
                     parsed=ParseResult(problems=parsed.problems),
                     staged=stage_text(parsed.records, default_time=body.fetched_at),
                     staged_records=len(parsed.records),
+                    upstream_ids=module.upstream_ids(data=ready.data),
                 )
             )
         return prepared

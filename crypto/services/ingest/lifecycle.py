@@ -112,9 +112,15 @@ def run_lifecycle(*, request: RunRequest, work: Callable[[IngestionRun], None], 
 
 
 def _statements_bounded(*, seconds: float) -> None:
-    """No statement of the run, the wait for its source's lock included, outlasts its time limit."""
+    """No statement of the run, the wait for its source's lock included, outlasts its time limit.
+    Foreign keys are checked by each statement as it writes, not all at the commit (Django makes
+    them deferrable): the run writes every row after the rows it points to, and checks made while
+    the rows are at hand cost less than thousands queued for the commit."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT set_config('statement_timeout', %s, true)", [f"{int(seconds * 1000)}ms"])
+        cursor.execute(
+            "SELECT set_config('statement_timeout', %s, true); SET CONSTRAINTS ALL IMMEDIATE",
+            [f"{int(seconds * 1000)}ms"],
+        )
 
 
 def _lock(request: RunRequest) -> None:

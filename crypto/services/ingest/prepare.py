@@ -28,6 +28,7 @@ class PreparedBody:
     parsed: ParseResult | None = None
     staged: str | None = None  # the valid records for the staging table (crypto/services/ingest/bulk.py)
     staged_records: int = 0
+    upstream_ids: frozenset[str] | None = None  # read ahead with the parse: `Source.upstream_ids`
 
 
 def body_prepare(body: Body) -> PreparedBody:

@@ -19,6 +19,7 @@ from crypto.services.ingest.lifecycle import Progress, RunRequest, TaskCaller, r
 from crypto.services.ingest.prepare import PreparedBody, body_prepare
 from crypto.services.ingest.storage import body_records_upsert, loaded_file_record, raw_body_store
 from crypto.services.ingest.validation import drift_detect, quarantine_store, quarantine_threshold_check
+from crypto.services.monitor.anomalies import run_upstream_ids_remember
 from crypto.services.monitor.metrics import UPSTREAM_CALLS, UPSTREAM_RETRIES
 from crypto.sources import source_get
 from crypto.sources.base import Source
@@ -84,11 +85,17 @@ def ingestion_run(
     def work(run: IngestionRun) -> None:
         parsed_records = 0
         read: tuple[str, int] | None = None  # the file as its bodies were read from it
+        ids: set[str] | None = set()  # the upstream ids of every body, for the checks after the run
         for item in origin.bodies(module):
             deadline_check(doing=f"{source}: body {item.body.position}")
             parsed_records += _body_ingest(run=run, module=module, prepared=item, say=say)
             read = (item.body.file_digest, item.body.file_size) if item.body.file_digest else read
             run.data_fetched_at = max(filter(None, (run.data_fetched_at, item.body.fetched_at)))
+            body_ids = item.upstream_ids if item.upstream_ids is not None else module.upstream_ids(data=item.data)
+            if ids is not None and body_ids is not None:
+                ids.update(body_ids)
+            else:
+                ids = None  # a body only parsing can tell: the checks read the stored bodies
         if run.records_fetched == 0:
             raise EmptyResult(
                 f"{source}: {'the file' if origin.file else 'the upstream'} held no records; "
@@ -98,6 +105,8 @@ def ingestion_run(
         quarantine_threshold_check(rejected=run.records_rejected, total=parsed_records, where="the run")
         if origin.file:
             loaded_file_record(source=source, path=origin.file, run=run, read=read)
+        if ids is not None:
+            run_upstream_ids_remember(run, frozenset(ids))
 
     return run_lifecycle(request=request, work=work, say=say)
 

@@ -4,17 +4,16 @@ disagree about one coin). Findings are flags on the run; they never undo what th
 
 from __future__ import annotations
 
-import functools
 import logging
-from datetime import datetime, timedelta
+from collections import OrderedDict
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import F, OuterRef, Q, Subquery
 
-from crypto.models import IngestionRun, MarketQuote, RawBody
+from crypto.models import IngestionRun, RawBody
 from crypto.services.monitor.metrics import RUN_FLAGS
 from crypto.sources import source_get
 
@@ -43,23 +42,42 @@ def run_checks(run: IngestionRun) -> None:
         logger.warning("run flagged", extra={"kind": flag["kind"], "flag": flag["message"]})
 
 
+# A finished run's bodies never change: the ids of a run, told by the run itself as it read its
+# bodies or read once from its stored bodies, serve again when the next run of its source compares
+# itself with it. The start time is in the key so that a database rebuilt from scratch, reusing
+# ids, cannot hit an old entry.
+_IDS_KEPT = 16
+_ids_of_runs: OrderedDict[tuple[int, str, datetime | None], frozenset[str]] = OrderedDict()
+
+
+def run_upstream_ids_remember(run: IngestionRun, ids: frozenset[str]) -> None:
+    """The upstream ids of every body `run` fetched (`Source.upstream_ids`), told by the run, so
+    its checks need not read its bodies again."""
+    key = (run.pk, run.source, run.started_at)
+    _ids_of_runs[key] = ids
+    _ids_of_runs.move_to_end(key)
+    while len(_ids_of_runs) > _IDS_KEPT:
+        _ids_of_runs.popitem(last=False)
+
+
 def _upstream_ids(run: IngestionRun) -> frozenset[str]:
-    return _upstream_ids_of(run.pk, run.source, run.started_at)
+    key = (run.pk, run.source, run.started_at)
+    if key not in _ids_of_runs:
+        run_upstream_ids_remember(run, _upstream_ids_stored(run.pk, run.source))
+    return _ids_of_runs[key]
 
 
-# A finished run's bodies never change: the ids found for a run serve again when the next run of
-# its source compares itself with it (one body scan a run, not two). The start time is in the key
-# so that a database rebuilt from scratch, reusing ids, cannot hit an old entry.
-@functools.lru_cache(maxsize=16)
-def _upstream_ids_of(run_id: int, source: str, started_at: datetime | None) -> frozenset[str]:
-    """The upstream ids (non-empty strings) in every body the run fetched, stored or unchanged."""
+def _upstream_ids_stored(run_id: int, source: str) -> frozenset[str]:
+    """The upstream ids in every body the run fetched, stored or unchanged, read from the stored
+    bodies: the same as `Source.upstream_ids` of each."""
     module = source_get(name=source)
     if module.records_path == "$":  # a list of records with an `id` each
         with connection.cursor() as cursor:  # read inside the database: no 2 MB body comes to Python
+            # Strict: lax mode would unwrap a record that is a list, or an id that is one.
             cursor.execute(
                 "SELECT DISTINCT v #>> '{}' FROM ingestion_run_body b "
                 "JOIN raw_crypto_data r ON r.id = b.raw_id CROSS JOIN LATERAL jsonb_path_query(r.data, "
-                '\'lax $[*] ? (@.type() == "object").id ? (@.type() == "string")\') v '
+                '\'strict $[*] ? (@.type() == "object" && @.id.type() == "string").id\') v '
                 "WHERE b.run_id = %s AND jsonb_typeof(r.data) = 'array'",
                 [run_id],
             )
@@ -99,22 +117,45 @@ def _pct(a: Decimal, b: Decimal) -> float:
     return float(abs(a - b) / abs(b) * 100)
 
 
+# The quotes a run wrote, each with one probe of the (asset, time) index for its neighbour: a
+# LATERAL join evaluates the probe once a quote (a subquery in SELECT and WHERE would run it for
+# each place it appears).
+_RUN_QUOTES = "q.raw_id IN (SELECT id FROM raw_crypto_data WHERE run_id = %(run)s) AND q.price_usd IS NOT NULL"
+_PRICE_MOVES = f"""
+SELECT a.upstream_id, q.price_usd, p.price_usd
+FROM market_quote q
+JOIN asset a ON a.id = q.asset_id
+CROSS JOIN LATERAL (
+    SELECT price_usd FROM market_quote p
+    WHERE p.asset_id = q.asset_id AND p.last_updated < q.last_updated
+    ORDER BY p.last_updated DESC LIMIT 1
+) p
+WHERE {_RUN_QUOTES} AND p.price_usd > 0
+  AND (q.price_usd > p.price_usd * (1 + %(share)s) OR q.price_usd < p.price_usd * (1 - %(share)s))
+"""
+_PRICE_DISAGREEMENTS = f"""
+SELECT c.name, q.price_usd, o.source, o.price_usd
+FROM market_quote q
+JOIN asset a ON a.id = q.asset_id AND a.canonical_id IS NOT NULL
+JOIN canonical_asset c ON c.id = a.canonical_id
+CROSS JOIN LATERAL (
+    SELECT o.source, o.price_usd FROM market_quote o JOIN asset oa ON oa.id = o.asset_id
+    WHERE oa.canonical_id = a.canonical_id AND o.source <> %(source)s AND o.price_usd IS NOT NULL
+      AND o.last_updated BETWEEN q.last_updated - %(window)s * interval '1 second'
+                           AND q.last_updated + %(window)s * interval '1 second'
+    ORDER BY o.last_updated DESC, o.id DESC LIMIT 1
+) o
+WHERE {_RUN_QUOTES} AND o.price_usd <> 0
+"""
+
+
 def _price_moves(run: IngestionRun) -> list[dict[str, Any]]:
     """Quotes this run wrote whose price moved beyond PRICE_MOVE_PCT since the asset's previous quote."""
-    previous_price = (
-        MarketQuote.objects.filter(asset_id=OuterRef("asset_id"), last_updated__lt=OuterRef("last_updated"))
-        .order_by("-last_updated", "-id")
-        .values("price_usd")[:1]
-    )
     share = Decimal(str(settings.PRICE_MOVE_PCT)) / 100
     # Filtered in the database: only the moved quotes come back, not every quote of the run.
-    rows = (
-        MarketQuote.objects.filter(raw__run=run, price_usd__isnull=False)
-        .annotate(previous=Subquery(previous_price))
-        .filter(previous__gt=0)
-        .filter(Q(price_usd__gt=F("previous") * (1 + share)) | Q(price_usd__lt=F("previous") * (1 - share)))
-        .values_list("asset__upstream_id", "price_usd", "previous")
-    )
+    with connection.cursor() as cursor:
+        cursor.execute(_PRICE_MOVES, {"run": run.pk, "share": share})
+        rows = cursor.fetchall()
     moved = sorted(((_pct(price, before), uid, before, price) for uid, price, before in rows), reverse=True)
     if not moved:
         return []
@@ -131,26 +172,10 @@ def _price_moves(run: IngestionRun) -> list[dict[str, Any]]:
 
 def _price_disagreements(run: IngestionRun) -> list[dict[str, Any]]:
     """Linked coins this run priced that another source priced within the window, differently."""
-    window = timedelta(seconds=settings.PRICE_DISAGREEMENT_WINDOW_SECONDS)
-    other = (
-        MarketQuote.objects.filter(
-            asset__canonical_id=OuterRef("asset__canonical_id"),
-            last_updated__gte=OuterRef("last_updated") - window,
-            last_updated__lte=OuterRef("last_updated") + window,
-            price_usd__isnull=False,
-        )
-        .exclude(source=run.source)
-        .order_by("-last_updated", "-id")  # both subqueries below pick the same row
-    )
-    rows = (
-        MarketQuote.objects.filter(raw__run=run, asset__canonical__isnull=False, price_usd__isnull=False)
-        .annotate(
-            other_price=Subquery(other.values("price_usd")[:1]), other_source=Subquery(other.values("source")[:1])
-        )
-        .filter(other_price__isnull=False)
-        .exclude(other_price=0)
-        .values_list("asset__canonical__name", "price_usd", "other_source", "other_price")
-    )
+    window = settings.PRICE_DISAGREEMENT_WINDOW_SECONDS
+    with connection.cursor() as cursor:
+        cursor.execute(_PRICE_DISAGREEMENTS, {"run": run.pk, "source": run.source, "window": window})
+        rows = cursor.fetchall()
     apart = sorted(
         (
             (_pct(price, other_price), name, price, other_source, other_price)
