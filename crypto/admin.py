@@ -312,7 +312,7 @@ class MarketQuoteAdmin(NamesRawBodies, ReadOnlyAdmin):
         "volume_24h_usd",
         "market_cap_rank",
     )
-    list_filter = ("source", ("last_updated", admin.DateFieldListFilter))
+    list_filter = ("source", "history", ("last_updated", admin.DateFieldListFilter))
     search_fields = ("asset__symbol", "asset__name", "asset__upstream_id")
     list_select_related = ("asset",)
     raw_id_fields = ("asset", "raw")

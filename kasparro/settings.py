@@ -248,6 +248,23 @@ COINGECKO_PER_PAGE = _read(
 COINPAPRIKA_BASE_URL = _http_url("COINPAPRIKA_BASE_URL", "https://api.coinpaprika.com/v1")
 COINPAPRIKA_API_KEY = _secret("COINPAPRIKA_API_KEY")
 
+
+def _coinpaprika_intervals() -> list[str]:
+    from crypto.sources.coinpaprika import HISTORY_INTERVALS  # the source owns its facts
+
+    return list(HISTORY_INTERVALS)
+
+
+# The interval of history points asked from CoinPaprika (`manage.py backfill`): the free plan gives
+# daily points a year back and hourly ones a day back; paid plans go finer.
+COINPAPRIKA_HISTORY_INTERVAL = _read(
+    "COINPAPRIKA_HISTORY_INTERVAL",
+    env.str,
+    "1d",
+    lambda v: v in _coinpaprika_intervals(),
+    f"one of CoinPaprika's history intervals: {', '.join(_coinpaprika_intervals())}",
+)
+
 CSV_SOURCE_PATH = env.str("CSV_SOURCE_PATH", default="")
 # When set, GET /metrics needs `Authorization: Bearer <METRICS_TOKEN>` (Prometheus's bearer_token).
 METRICS_TOKEN = _secret("METRICS_TOKEN")

@@ -43,6 +43,28 @@ class IdFilter(filters.NumberFilter):
         super().__init__(*args, min_value=1, max_value=BIGINT_MAX, **kwargs)
 
 
+_TRUE, _FALSE = ("true", "True", "1"), ("false", "False", "0")
+
+
+def truthy(value: str) -> bool:
+    return value in _TRUE
+
+
+class StrictBooleanFilter(filters.ChoiceFilter):
+    """Yes or no, answering 400 to a value it cannot read, where BooleanFilter would ignore it
+    (`?flagged=maybe`) and answer everything. It takes what BooleanFilter takes: true/false,
+    True/False, 1/0."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("choices", [(value, value) for value in (*_TRUE, *_FALSE)])
+        super().__init__(*args, **kwargs)
+
+    def filter(self, qs: QuerySet[Any], value: Any) -> QuerySet[Any]:
+        if value in filters.constants.EMPTY_VALUES:
+            return qs
+        return super().filter(qs, truthy(value))
+
+
 def amount_filter(field: str, lookup: str, help_text: str) -> filters.NumberFilter:
     return filters.NumberFilter(
         field_name=field,
@@ -75,6 +97,9 @@ class QuoteFilter(SourceFilterSet):
     until = time_filter("last_updated", "lt", "Observations before this time (ISO 8601).")
     min_market_cap = amount_filter("market_cap_usd", "gte", "Market cap at least this many USD.")
     max_market_cap = amount_filter("market_cap_usd", "lte", "Market cap at most this many USD.")
+    history = StrictBooleanFilter(
+        help_text="`true`: only points of history (`manage.py backfill`); `false`: only live observations."
+    )
 
     class Meta:
         model = MarketQuote
@@ -102,16 +127,12 @@ class RunFilter(SourceFilterSet):
     task_id = filters.CharFilter(help_text="Celery task id: every attempt of that task.")
     since = time_filter("started_at", "gte", "Runs started at or after this time (ISO 8601).")
     until = time_filter("started_at", "lt", "Runs started before this time (ISO 8601).")
-    # A choice, not a BooleanFilter: that one ignores a value it cannot read (`?flagged=maybe`)
-    # instead of answering 400. It takes what BooleanFilter took: true/false, True/False, 1/0.
-    flagged = filters.ChoiceFilter(
-        choices=[(value, value) for value in ("true", "false", "True", "False", "1", "0")],
-        method="flagged_filter",
-        help_text="Runs with anomaly flags (true) or without (false).",
+    flagged = StrictBooleanFilter(
+        method="flagged_filter", help_text="Runs with anomaly flags (true) or without (false)."
     )
 
     def flagged_filter(self, queryset: QuerySet[IngestionRun], name: str, value: str) -> QuerySet[IngestionRun]:
-        return queryset.exclude(flags=[]) if value in ("true", "True", "1") else queryset.filter(flags=[])
+        return queryset.exclude(flags=[]) if truthy(value) else queryset.filter(flags=[])
 
     class Meta:
         model = IngestionRun

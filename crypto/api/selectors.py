@@ -63,16 +63,17 @@ def run_latest(source: str, *statuses: str) -> IngestionRun | None:
     return runs.order_by("-started_at", "-id").first()
 
 
-# Per source, in one statement: its latest live run that ended (a saved file's says nothing of
-# the upstream), the successful run holding its newest data (an index seek each), and its beat
-# schedule as the admin may have edited it (enabled, and the interval in seconds).
+# Per source, in one statement: its latest live run that ended (a saved file's or a history
+# window's says nothing of the upstream now), the successful run holding its newest data (an index
+# seek each), and its beat schedule as the admin may have edited it (enabled, and the interval in
+# seconds).
 _FRESHNESS_SQL = """
 SELECT s.source, last.status, last.error, newest.finished_at, newest.data_fetched_at,
        task.id IS NOT NULL, task.enabled, task.seconds
 FROM unnest(%s::text[], %s::text[]) AS s(source, task_name)
 LEFT JOIN LATERAL (
     SELECT status, error FROM ingestion_run
-    WHERE source = s.source AND status IN ('succeeded', 'failed') AND trigger <> 'file'
+    WHERE source = s.source AND status IN ('succeeded', 'failed') AND trigger NOT IN ('file', 'history')
     ORDER BY started_at DESC, id DESC LIMIT 1
 ) last ON true
 LEFT JOIN LATERAL (

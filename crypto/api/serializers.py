@@ -80,6 +80,7 @@ class QuoteSerializer(serializers.ModelSerializer):
             *QUOTE_VALUE_FIELDS,
             "raw",
             "ingested_at",
+            "history",
         ]
         read_only_fields = fields
 

@@ -18,6 +18,7 @@ class IngestionRun(models.Model):
         ADMIN = "admin", "admin action"
         API = "api", "API request"
         FILE = "file", "saved file"
+        HISTORY = "history", "history backfill"
 
     class ErrorKind(models.TextChoices):
         NONE = "", "no error"
@@ -122,6 +123,13 @@ class RawBody(models.Model):
     fingerprint = models.JSONField(null=True, blank=True)
     newest_record_at = models.DateTimeField(
         null=True, blank=True, help_text="the newest upstream timestamp among its valid records: how old its data is"
+    )
+    history_of = models.CharField(
+        max_length=200,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="the upstream id of the coin whose history this body is (`manage.py backfill`); blank for the rest",
     )
 
     class Meta:

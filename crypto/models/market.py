@@ -125,6 +125,9 @@ class MarketQuote(models.Model):
         help_text="the body this came from",
     )
     ingested_at = models.DateTimeField(auto_now=True)
+    history = models.BooleanField(
+        default=False, db_default=False, help_text="a point of history (`manage.py backfill`), not a live observation"
+    )
 
     class Meta:
         db_table = "market_quote"

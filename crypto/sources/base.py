@@ -10,10 +10,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, ClassVar
 
 from crypto.sources import files
-from crypto.sources.body import TOO_DEEP, Body, ParseResult, holds_too_deep, json_list, json_objects
+from crypto.sources.body import TOO_DEEP, Body, Coin, ParseResult, holds_too_deep, json_list, json_objects
+from crypto.sources.history import Window
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,7 @@ class FetchContext:
     path: str = ""
     chunk_rows: int = 5000
     max_body_bytes: int | None = None  # a saved body larger than this is refused (HTTP_MAX_BODY_BYTES)
+    history_interval: str = ""  # the points' interval a history call asks for, where the upstream takes one
 
 
 class Source:
@@ -81,6 +84,20 @@ class Source:
     def records_view(self, *, items: list[Any], header: Any = None) -> list[Any]:
         """How `/data` shows stored records (a slice at `records_path`)."""
         return items
+
+    # History by coin (crypto/sources/history.py), where the upstream has it.
+    def history_span(self, *, context: FetchContext) -> timedelta | None:
+        """The longest range one history call may ask for and still get the finest points the
+        upstream gives; None when the source has no history API."""
+        return None
+
+    def fetch_history(self, *, context: FetchContext, window: Window) -> Body:
+        """One window of one coin's history, as the upstream answered it."""
+        raise NotImplementedError
+
+    def parse_history(self, *, data: Any, coin: Coin) -> ParseResult:
+        """A history body's points as records of `coin`, each at its own time."""
+        raise NotImplementedError
 
     def upstream_ids(self, *, data: Any) -> frozenset[str] | None:
         """The upstream ids a body holds, as a run's comparison with the previous run counts them,

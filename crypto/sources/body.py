@@ -26,6 +26,16 @@ class MalformedBody(SourceError):
 
 
 @dataclass(frozen=True)
+class Coin:
+    """A coin whose history is asked for: its upstream id, and its symbol and name as the live data
+    knows them (history answers carry neither; blank when the coin is not known yet)."""
+
+    upstream_id: str
+    symbol: str = ""
+    name: str = ""
+
+
+@dataclass(frozen=True)
 class Body:
     """One upstream response body (or one CSV chunk), kept raw exactly as parsed from the wire."""
 
@@ -36,6 +46,7 @@ class Body:
     record_count: int
     file_digest: str = ""  # read from a saved file: sha256 of the file's bytes as read (files.read_bytes)
     file_size: int = 0
+    history_of: Coin | None = None  # a window of this coin's history (crypto/sources/history.py)
 
     @classmethod
     def answered(cls, response: Any, *, position: int, record_count: int) -> Body:

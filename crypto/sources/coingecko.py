@@ -7,12 +7,15 @@ here (CoinPaprika's field of that name is a percent), so we keep CoinGecko's per
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Mapping
+from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import quote, urlparse
 
 from crypto.sources.base import FetchContext, JsonListSource
-from crypto.sources.body import Body, ParseResult, Record, record_id
+from crypto.sources.body import Body, Coin, MalformedBody, ParseResult, Record, describe_json, record_id
+from crypto.sources.history import Window, time_from_ms
 from crypto.sources.values import (
     BadValue,
     Converter,
@@ -24,6 +27,13 @@ from crypto.sources.values import (
 )
 
 ENDPOINT = "/coins/markets"
+# History: `/coins/{id}/market_chart/range` answers `prices`, `market_caps` and `total_volumes` as
+# [Unix ms, value] pairs, at a granularity it picks by the range's length: hourly from 2 to 90 days
+# (and for a day that does not end now), daily beyond; so a window is 90 days at most. The Demo
+# plan reaches 365 days back and answers error 10012 (HTTP 401) for anything older.
+HISTORY_ENDPOINT = "/coins/{id}/market_chart/range"
+HISTORY_SPAN = timedelta(days=90)
+HISTORY_SERIES = (("prices", "price_usd"), ("market_caps", "market_cap_usd"), ("total_volumes", "volume_24h_usd"))
 
 
 def key_header(base_url: str, api_key: str) -> dict[str, str]:
@@ -110,6 +120,63 @@ class CoinGecko(JsonListSource):
 
     def parse_item(self, item: Mapping[str, Any], *, where: str, result: ParseResult) -> None:
         parse_market(item, where=where, result=result)
+
+    def history_span(self, *, context: FetchContext) -> timedelta:
+        return HISTORY_SPAN
+
+    def fetch_history(self, *, context: FetchContext, window: Window) -> Body:
+        response = context.client.get_json(
+            context.base_url + HISTORY_ENDPOINT.format(id=quote(window.coin.upstream_id, safe="")),
+            params={"vs_currency": "usd", "from": int(window.start.timestamp()), "to": int(window.end.timestamp())},
+            secret_headers=key_header(context.base_url, context.api_key),
+        )
+        body = Body.answered(response, position=window.position, record_count=len(_history_times(response.data)))
+        return dataclasses.replace(body, history_of=window.coin)
+
+    def parse_history(self, *, data: Any, coin: Coin) -> ParseResult:
+        """One record per time any series has a point at; a value no series gives stays unknown."""
+        result = ParseResult()
+        points: dict[datetime, dict[str, Any]] = {}
+        for key, field in HISTORY_SERIES:
+            for index, point in enumerate(_history_series(data, key)):
+                where = f"{key}[{index}]"
+                if not isinstance(point, list) or len(point) != 2:
+                    got = describe_json(point)
+                    result.reject(where, f"{coin.upstream_id}: expected a [time, value] pair, got {got}")
+                    continue
+                try:
+                    points.setdefault(time_from_ms(point[0]), {})[field] = to_decimal(point[1])
+                except BadValue as exc:
+                    result.reject(where, f"{coin.upstream_id}: {exc}")
+        for when in sorted(points):
+            values = points[when]
+            result.records.append(
+                Record(upstream_id=coin.upstream_id, symbol=coin.symbol, name=coin.name, last_updated=when, **values)
+            )
+        return result
+
+
+def _history_series(data: Any, key: str) -> list[Any]:
+    if not isinstance(data, dict) or not isinstance(data.get("prices"), list):
+        raise MalformedBody(
+            f"CoinGecko {HISTORY_ENDPOINT} should answer an object with a `prices` list, got {describe_json(data)}"
+        )
+    series = data.get(key)
+    if series is None:
+        return []
+    if not isinstance(series, list):
+        raise MalformedBody(f"CoinGecko {HISTORY_ENDPOINT}: `{key}` should be a list, got {describe_json(series)}")
+    return series
+
+
+def _history_times(data: Any) -> set[Any]:
+    """The distinct times of a history body's points: its record count."""
+    return {
+        point[0]
+        for key, _ in HISTORY_SERIES
+        for point in _history_series(data, key)
+        if isinstance(point, list) and point and isinstance(point[0], (int, float))
+    }
 
 
 source = CoinGecko()

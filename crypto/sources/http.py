@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -55,7 +56,7 @@ _STATUS_TABLE: dict[int, tuple[bool, str]] = {
     401: (False, "the API key is missing or not accepted; check the *_API_KEY setting"),
     402: (True, "the upstream's free tier is throttling us (402)"),
     403: (False, "access is forbidden; the key lacks rights or a CDN blocked this client"),
-    404: (False, "the endpoint does not exist; check the *_BASE_URL setting"),
+    404: (False, "nothing at this address: check the *_BASE_URL setting, or the id asked for"),
     408: (True, "the upstream timed out waiting for the request"),
     429: (True, "rate limited by the upstream"),
 }
@@ -265,6 +266,10 @@ class HttpClient:
         if status >= 400:
             transient, meaning = classify_status(status)
             detail = _error_detail(response, content)
+            if status == 402 and _PLAN_REFUSAL.search(detail):
+                # Payment required for what was asked (a range or interval beyond the plan, say), not
+                # throttling: asking again cannot help.
+                transient, meaning = False, "the upstream's plan does not allow this request (402)"
             message = redact(f"GET {shown_url} answered HTTP {status}: {meaning}{detail}", secrets)
             if transient:
                 raise TransientUpstreamError(message, status=status, retry_after=parse_retry_after(response.headers))
@@ -314,21 +319,32 @@ def _looks_like_html(content: bytes) -> bool:
     return head.startswith(b"<!doctype html") or head.startswith(b"<html") or b"<head" in head
 
 
+_PLAN_REFUSAL = re.compile(r"\bplans?\b", re.IGNORECASE)
+
+
 def _error_detail(response: requests.Response, content: bytes) -> str:
-    """The upstream's own error text when it sent JSON (`{"error": ...}`, `{"status": {...}}`)."""
+    """The upstream's own error text when it sent JSON: `{"error": "..."}`, `{"status": {...}}`, or
+    nested (CoinGecko's `{"error": {"status": {"error_code": 10012, "error_message": "..."}}}`)."""
     if not _is_json_type(response.headers.get("Content-Type", "")):
         return " (HTML page)" if _looks_like_html(content) else ""
     try:
         body = orjson.loads(content)
     except orjson.JSONDecodeError:
         return ""
-    if isinstance(body, dict):
-        for key in ("error", "error_message", "message"):
-            if isinstance(body.get(key), str):
-                return f" ({body[key][:200]})"
-        status = body.get("status")
-        if isinstance(status, dict) and isinstance(status.get("error_message"), str):
-            return f" ({status['error_message'][:200]})"
+    text = _error_text(body, depth=3)
+    return f" ({text[:200]})" if text else ""
+
+
+def _error_text(body: Any, *, depth: int) -> str:
+    if not isinstance(body, dict) or depth == 0:
+        return ""
+    for key in ("error", "error_message", "message"):
+        if isinstance(body.get(key), str):
+            return str(body[key])
+    for key in ("error", "status"):
+        text = _error_text(body.get(key), depth=depth - 1)
+        if text:
+            return text
     return ""
 
 

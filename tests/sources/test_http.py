@@ -118,7 +118,7 @@ def test_retry_after_beyond_the_cap_fails_as_transient_without_sleeping(
     [
         (401, "API key is missing or not accepted"),
         (403, "forbidden"),
-        (404, "endpoint does not exist"),
+        (404, "nothing at this address"),
         (400, "malformed"),
     ],
 )
@@ -127,6 +127,25 @@ def test_permanent_statuses_fail_at_once_with_a_clear_message(
 ) -> None:
     http.add(responses.GET, URL, status=status, json={"error": "nope"})
     with pytest.raises(PermanentUpstreamError, match=f"HTTP {status}: .*{words}.*\\(nope\\)"):
+        client.get_json(URL)
+    assert sleeps == [] and len(http.calls) == 1
+
+
+def test_the_upstreams_own_reason_is_quoted_however_deep_it_nests(
+    http: responses.RequestsMock, client: HttpClient
+) -> None:
+    reason = "Your request exceeds the allowed time range. Public API users are limited to 365 days."
+    http.add(responses.GET, URL, status=401, json={"error": {"status": {"error_code": 10012, "error_message": reason}}})
+    with pytest.raises(PermanentUpstreamError, match="HTTP 401: .*\\(Your request exceeds the allowed time range"):
+        client.get_json(URL)
+
+
+def test_a_402_that_says_the_plan_does_not_allow_the_request_fails_at_once_and_other_402s_are_retried(
+    http: responses.RequestsMock, client: HttpClient, sleeps: Sleeps
+) -> None:
+    refusal = "Getting daily historical data before 2024-12-01 is not allowed in this plan. Check plans on …/api"
+    http.add(responses.GET, URL, status=402, json={"error": refusal})
+    with pytest.raises(PermanentUpstreamError, match="plan does not allow this request.*not allowed in this plan"):
         client.get_json(URL)
     assert sleeps == [] and len(http.calls) == 1
 

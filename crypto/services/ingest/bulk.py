@@ -55,12 +55,13 @@ WHERE a.source = %(source)s AND a.upstream_id = s.upstream_id
   AND (a.symbol, a.name) IS DISTINCT FROM (s.symbol, s.name)
 """
 _QUOTES_UPSERT = f"""
-INSERT INTO market_quote (asset_id, source, last_updated, {_VALUES}, raw_id, ingested_at)
-SELECT a.id, %(source)s, s.last_updated, {", ".join(f"s.{name}" for name in QUOTE_VALUE_FIELDS)}, %(raw_id)s, now()
+INSERT INTO market_quote (asset_id, source, last_updated, {_VALUES}, raw_id, ingested_at, history)
+SELECT a.id, %(source)s, s.last_updated, {", ".join(f"s.{name}" for name in QUOTE_VALUE_FIELDS)}, %(raw_id)s, now(),
+    %(history)s
 FROM {STAGE} s JOIN asset a ON a.source = %(source)s AND a.upstream_id = s.upstream_id
 ON CONFLICT (asset_id, last_updated) DO UPDATE SET
     {", ".join(f"{name} = excluded.{name}" for name in QUOTE_VALUE_FIELDS)},
-    raw_id = excluded.raw_id, ingested_at = excluded.ingested_at
+    raw_id = excluded.raw_id, ingested_at = excluded.ingested_at, history = excluded.history
 """
 
 # How old the body's data is: its newest record, for /data to say.
@@ -110,14 +111,19 @@ def stage_text(records: list[Record], *, default_time: datetime) -> str:
     return copy_rows(latest.values()).getvalue()
 
 
-def records_copy_upsert(*, source: str, records: list[Record], raw_id: int, default_time: datetime) -> int:
+def records_copy_upsert(
+    *, source: str, records: list[Record], raw_id: int, default_time: datetime, history: bool = False
+) -> int:
     """Upsert assets and quotes of one body through a staging table; returns the quote rows written."""
-    return staged_upsert(source=source, text=stage_text(records, default_time=default_time), raw_id=raw_id)
+    text = stage_text(records, default_time=default_time)
+    return staged_upsert(source=source, text=text, raw_id=raw_id, history=history)
 
 
-def staged_upsert(*, source: str, text: str, raw_id: int) -> int:
-    """Load `stage_text` output into the staging table, then upsert assets and quotes from it."""
-    params: dict[str, str | int] = {"source": source, "raw_id": raw_id}
+def staged_upsert(*, source: str, text: str, raw_id: int, history: bool = False) -> int:
+    """Load `stage_text` output into the staging table, then upsert assets and quotes from it.
+    History (`history`) marks its quotes so, and never renames an asset: its answers carry no
+    names, and the live data's are the newer."""
+    params: dict[str, str | int | bool] = {"source": source, "raw_id": raw_id, "history": history}
     with connection.cursor() as cursor:
         cursor.execute(_STAGE_DDL)
         cursor.execute(f"DELETE FROM {STAGE}")  # an earlier body of this transaction
@@ -126,7 +132,8 @@ def staged_upsert(*, source: str, text: str, raw_id: int) -> int:
         with connection.wrap_database_errors:
             cursor.copy_expert(f"COPY {STAGE} ({', '.join(_COLUMNS)}) FROM STDIN", io.StringIO(text))
         cursor.execute(_ASSETS_INSERT, params)
-        cursor.execute(_ASSETS_RENAME, params)
+        if not history:
+            cursor.execute(_ASSETS_RENAME, params)
         cursor.execute(_QUOTES_UPSERT, params)
         written = cursor.rowcount
         cursor.execute(_RAW_NEWEST, params)
@@ -140,7 +147,7 @@ def raw_insert(*, source: str, prepared: PreparedBody, run_id: int) -> tuple[int
     with connection.cursor() as cursor:
         cursor.execute(
             "INSERT INTO raw_crypto_data (source, data, fetched_at, content_hash, record_count, request, position, "
-            "run_id, fingerprint) VALUES (%s, %s::jsonb, %s, %s, %s, %s, %s, %s, %s::jsonb) "
+            "run_id, fingerprint, history_of) VALUES (%s, %s::jsonb, %s, %s, %s, %s, %s, %s, %s::jsonb, %s) "
             "ON CONFLICT (source, content_hash) DO NOTHING RETURNING id",
             [
                 source,
@@ -151,7 +158,8 @@ def raw_insert(*, source: str, prepared: PreparedBody, run_id: int) -> tuple[int
                 body.request[:2000],
                 body.position,
                 run_id,
-                orjson.dumps(prepared.fingerprint).decode(),
+                None if prepared.fingerprint is None else orjson.dumps(prepared.fingerprint).decode(),
+                body.history_of.upstream_id if body.history_of else "",
             ],
         )
         row = cursor.fetchone()

@@ -66,6 +66,12 @@ class RunRequest:
     task: TaskCaller | None = None
     # Wait for a run of the source ahead instead of skipping (a saved file must be loaded).
     wait_for_lock: bool = False
+    # The lock the run holds; the source's by default (one run of a source at a time).
+    lock: str = ""
+
+    @property
+    def lock_name(self) -> str:
+        return self.lock or f"ingest:{self.source}"
 
     def timed_out(self, exc: BaseException) -> bool:
         return self.task is not None and isinstance(exc, self.task.time_limit_errors)
@@ -124,7 +130,7 @@ def _statements_bounded(*, seconds: float) -> None:
 
 
 def _lock(request: RunRequest) -> None:
-    name = f"ingest:{request.source}"
+    name = request.lock_name
     if request.wait_for_lock:
         advisory_xact_lock_wait(name=name)
     elif not advisory_xact_lock_try(name=name):

@@ -24,7 +24,7 @@ class PreparedBody:
     canonical: bytes
     digest: str
     nul_removed: bool
-    fingerprint: dict[str, Any]
+    fingerprint: dict[str, Any] | None  # None: not compared for drift (history: no like to compare with)
     parsed: ParseResult | None = None
     staged: str | None = None  # the valid records for the staging table (crypto/services/ingest/bulk.py)
     staged_records: int = 0
@@ -45,5 +45,7 @@ def body_prepare(body: Body) -> PreparedBody:
         canonical=canonical,
         digest=hashlib.sha256(canonical).hexdigest(),
         nul_removed=nul_removed,
-        fingerprint=fingerprint(data),
+        # History is not compared for drift: the previous body at its position is another coin's,
+        # or a live one of another shape.
+        fingerprint=None if body.history_of else fingerprint(data),
     )

@@ -15,11 +15,12 @@ from datetime import datetime
 
 from django.db import transaction
 
-from crypto.models import RawBody
+from crypto.models import Asset, RawBody
 from crypto.services.ingest.locks import advisory_xact_lock_wait
 from crypto.services.ingest.storage import records_upsert
 from crypto.services.ingest.validation import quarantine_replace
 from crypto.sources import source_get, source_names
+from crypto.sources.body import Coin, ParseResult
 
 
 @dataclass
@@ -51,10 +52,14 @@ def renormalize_run(
             for name in sorted({src for _, src in batch} & set(source_names())):
                 advisory_xact_lock_wait(name=f"ingest:{name}")
             for raw in RawBody.objects.filter(pk__in=[pk for pk, _ in batch]).order_by("id"):
-                parsed = source_get(name=raw.source).parse(data=raw.data)
+                parsed = _parsed(raw)
                 quarantine_replace(source=raw.source, raw_id=raw.pk, run_id=raw.run_id, problems=parsed.problems)
                 progress.rows_upserted += records_upsert(
-                    source=raw.source, records=parsed.records, raw_id=raw.pk, default_time=raw.fetched_at
+                    source=raw.source,
+                    records=parsed.records,
+                    raw_id=raw.pk,
+                    default_time=raw.fetched_at,
+                    history=bool(raw.history_of),
                 )
                 progress.records += raw.record_count
                 progress.rejected += len(parsed.problems)
@@ -62,3 +67,13 @@ def renormalize_run(
         if on_batch is not None:
             on_batch(progress)
     return progress
+
+
+def _parsed(raw: RawBody) -> ParseResult:
+    """A stored body parsed again as its kind reads: a window of a coin's history (named as the
+    coin's asset is named now), or the source's own."""
+    module = source_get(name=raw.source)
+    if not raw.history_of:
+        return module.parse(data=raw.data)
+    names = Asset.objects.filter(source=raw.source, upstream_id=raw.history_of).values_list("symbol", "name").first()
+    return module.parse_history(data=raw.data, coin=Coin(raw.history_of, *(names or ("", ""))))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
+from typing import Any
 
 from django.conf import settings
 
@@ -23,8 +24,9 @@ from crypto.services.monitor.anomalies import run_upstream_ids_remember
 from crypto.services.monitor.metrics import UPSTREAM_CALLS, UPSTREAM_RETRIES
 from crypto.sources import source_get
 from crypto.sources.base import Source
-from crypto.sources.body import Body, SourceError
+from crypto.sources.body import Body, ParseResult, SourceError
 from crypto.sources.deadline import deadline_check
+from crypto.sources.history import Window
 from crypto.sources.http import HttpClient, HttpHooks, HttpPolicy
 from crypto.sources.ratelimit import SharedRateLimiter
 
@@ -48,6 +50,9 @@ class Origin:
 
     bodies: Callable[[Source], Iterable[PreparedBody]]
     file: str | None = None  # a saved file, marked loaded (by the bytes read) when the run succeeds
+    # A lock of its own, waited for, instead of the source's: windows of history of different coins
+    # load side by side, and beside the source's live runs.
+    lock: str = ""
 
 
 def live() -> Origin:
@@ -60,6 +65,16 @@ def saved_file(*, path: str, prepared: Iterable[PreparedBody] | None = None) -> 
     if prepared is not None:
         return Origin(bodies=lambda source: prepared, file=path)
     return Origin(bodies=lambda source: map(body_prepare, file_bodies(source=source.name, path=path)), file=path)
+
+
+def history_window(*, source: str, window: Window) -> Origin:
+    """One window of one coin's history from the upstream, through the source's rate budget."""
+
+    def bodies(source: Source) -> list[PreparedBody]:
+        context = source.fetch_context(settings=settings, client=http_client_build(source=source))
+        return [body_prepare(source.fetch_history(context=context, window=window))]
+
+    return Origin(bodies=bodies, lock=f"ingest:{source}:history:{window.coin.upstream_id}")
 
 
 def ingestion_run(
@@ -80,7 +95,9 @@ def ingestion_run(
     module = source_get(name=source)
     origin = origin or live()
     say = progress or (lambda message: None)
-    request = RunRequest(source=source, trigger=trigger, task=task, wait_for_lock=bool(origin.file))
+    request = RunRequest(
+        source=source, trigger=trigger, task=task, wait_for_lock=bool(origin.file or origin.lock), lock=origin.lock
+    )
 
     def work(run: IngestionRun) -> None:
         parsed_records = 0
@@ -90,6 +107,9 @@ def ingestion_run(
             deadline_check(doing=f"{source}: body {item.body.position}")
             parsed_records += _body_ingest(run=run, module=module, prepared=item, say=say)
             read = (item.body.file_digest, item.body.file_size) if item.body.file_digest else read
+            if item.body.history_of:
+                ids = None  # history is no dataset: not the latest data, not compared with a run before
+                continue
             run.data_fetched_at = max(filter(None, (run.data_fetched_at, item.body.fetched_at)))
             body_ids = item.upstream_ids if item.upstream_ids is not None else module.upstream_ids(data=item.data)
             if ids is not None and body_ids is not None:
@@ -145,6 +165,13 @@ def file_bodies(*, source: str, path: str) -> Iterator[Body]:
     return module.read_file(path=path, context=replace(context, max_body_bytes=settings.HTTP_MAX_BODY_BYTES))
 
 
+def body_parse(*, module: Source, body: Body, data: Any) -> ParseResult:
+    """A body's records, as its kind reads: a window of a coin's history, or the source's own."""
+    if body.history_of:
+        return module.parse_history(data=data, coin=body.history_of)
+    return module.parse(data=data)
+
+
 def _fetched(source: Source) -> Iterator[Body]:
     return source.fetch(context=source.fetch_context(settings=settings, client=http_client_build(source=source)))
 
@@ -162,19 +189,28 @@ def _body_ingest(*, run: IngestionRun, module: Source, prepared: PreparedBody, s
         say(f"{run.source}: body {body.position}: {body.record_count} records, unchanged since body #{raw_id}, skipped")
         return 0
     run.raw_stored += 1
-    drift = drift_detect(
-        run=run, raw_id=raw_id, position=body.position, fingerprint=prepared.fingerprint, used_fields=module.used_fields
+    if prepared.fingerprint is not None:
+        drift = drift_detect(
+            run=run,
+            raw_id=raw_id,
+            position=body.position,
+            fingerprint=prepared.fingerprint,
+            used_fields=module.used_fields,
+        )
+        if drift is not None:
+            say(f"{run.source}: body {body.position}: schema drift ({drift.severity}): {drift.summary}")
+    parsed = (
+        prepared.parsed if prepared.parsed is not None else body_parse(module=module, body=body, data=prepared.data)
     )
-    if drift is not None:
-        say(f"{run.source}: body {body.position}: schema drift ({drift.severity}): {drift.summary}")
-    parsed = prepared.parsed if prepared.parsed is not None else module.parse(data=prepared.data)
     # Counted first, so a run that fails on them still says which records and why.
     run.records_rejected += len(parsed.problems)
     room = PROBLEMS_KEPT - len(run.problems)
     if room > 0:
         run.problems.extend(f"body {body.position}, {problem}" for problem in parsed.problems[:room])
     quarantine_store(run=run, raw_id=raw_id, body=body, problems=parsed.problems)
-    valid, upserted = body_records_upsert(source=run.source, prepared=prepared, records=parsed.records, raw_id=raw_id)
+    valid, upserted = body_records_upsert(
+        source=run.source, prepared=prepared, records=parsed.records, raw_id=raw_id, history=bool(body.history_of)
+    )
     run.rows_upserted += upserted
     say(
         f"{run.source}: body {body.position}: {body.record_count} records, {upserted} rows upserted"

@@ -35,21 +35,29 @@ def raw_body_store(*, source: str, prepared: PreparedBody, run: IngestionRun) ->
     return raw_id, created
 
 
-def body_records_upsert(*, source: str, prepared: PreparedBody, records: list[Record], raw_id: int) -> tuple[int, int]:
+def body_records_upsert(
+    *, source: str, prepared: PreparedBody, records: list[Record], raw_id: int, history: bool = False
+) -> tuple[int, int]:
     """Upsert a new body's valid records: from the COPY text a backfill read ahead when there is
     one, else from `records`. Returns (valid records, quote rows written)."""
     if prepared.staged is not None:
         valid = prepared.staged_records
         return valid, bulk.staged_upsert(source=source, text=prepared.staged, raw_id=raw_id) if valid else 0
-    upserted = records_upsert(source=source, records=records, raw_id=raw_id, default_time=prepared.body.fetched_at)
+    upserted = records_upsert(
+        source=source, records=records, raw_id=raw_id, default_time=prepared.body.fetched_at, history=history
+    )
     return len(records), upserted
 
 
-def records_upsert(*, source: str, records: list[Record], raw_id: int, default_time: datetime) -> int:
+def records_upsert(
+    *, source: str, records: list[Record], raw_id: int, default_time: datetime, history: bool = False
+) -> int:
     """Upsert assets and quotes on their natural keys; returns the number of quote rows written."""
     if not records:
         return 0
-    return bulk.records_copy_upsert(source=source, records=records, raw_id=raw_id, default_time=default_time)
+    return bulk.records_copy_upsert(
+        source=source, records=records, raw_id=raw_id, default_time=default_time, history=history
+    )
 
 
 def source_totals_add(*, source: str, records: int, fetched_at: datetime) -> None:

@@ -24,10 +24,11 @@ EXAMPLES = 10  # examples kept per flag
 def run_checks(run: IngestionRun) -> None:
     """Compare `run` with the previous successful run of its source and store flags on it."""
     earlier = IngestionRun.objects.filter(source=run.source, status=IngestionRun.Status.SUCCEEDED, id__lt=run.pk)
-    # Like with like: a saved file is compared with the file loaded before it, a fetch with a fetch.
-    file = IngestionRun.Trigger.FILE
-    earlier = earlier.filter(trigger=file) if run.trigger == file else earlier.exclude(trigger=file)
-    previous = earlier.order_by("-id").first()
+    # Like with like: a saved file is compared with the file loaded before it, a fetch with a fetch;
+    # a window of one coin's history has no like.
+    file, history = IngestionRun.Trigger.FILE, IngestionRun.Trigger.HISTORY
+    earlier = earlier.filter(trigger=file) if run.trigger == file else earlier.exclude(trigger__in=[file, history])
+    previous = earlier.order_by("-id").first() if run.trigger != history else None
     flags: list[dict[str, Any]] = []
     comparison: dict[str, Any] = {}
     if previous is not None:

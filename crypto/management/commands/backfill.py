@@ -1,0 +1,104 @@
+"""`python manage.py backfill --source {coingecko,coinpaprika} --coins top:N|ID,ID,... --since DATE [--until DATE]`
+
+Fetches the history of those coins from the upstream API, window by window, under the source's
+shared rate budget, in this process: each window's body is stored raw and its points become
+quotes at their own times, marked as history. Prints a line per window and a summary; exit status
+0 when every window loaded, 1 otherwise with each failed window's reason on stderr. Started again
+it loads the same windows again, which changes nothing already loaded (crypto/services/ingest/history.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, time
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
+
+from crypto.models import IngestionRun
+from crypto.services.ingest.history import HistoryProgress, history_coins, history_load, history_plan, history_sources
+from crypto.services.ingest.lifecycle import RunNotRecorded
+from crypto.sources.body import SourceError
+from crypto.sources.history import Window
+
+
+def moment(text: str) -> datetime:
+    """A date (`2025-01-31`, midnight UTC) or a date and time (`2025-01-31T12:00`, UTC unless it says)."""
+    try:
+        parsed = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise CommandError(f"{text!r} is not a date: expected YYYY-MM-DD or YYYY-MM-DDTHH:MM (UTC)") from None
+    if len(text.strip()) == 10:
+        parsed = datetime.combine(parsed.date(), time(0))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+class Command(BaseCommand):
+    help = "Fetch coins' history from an upstream API, window by window, and load it as quotes marked as history."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--source", required=True, choices=history_sources(), help="the upstream to ask")
+        parser.add_argument(
+            "--coins",
+            required=True,
+            help="top:N (the source's N first by market cap in its latest data) or upstream ids: bitcoin,ethereum",
+        )
+        parser.add_argument("--since", required=True, help="the first day, YYYY-MM-DD (or YYYY-MM-DDTHH:MM), UTC")
+        parser.add_argument("--until", help="the end, YYYY-MM-DD (or YYYY-MM-DDTHH:MM), UTC; default: now")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        crypto_logger = logging.getLogger("crypto")
+        previous = crypto_logger.level
+        if options["verbosity"] < 2 and self.stdout.isatty():
+            crypto_logger.setLevel(logging.WARNING)  # at a terminal the lines below say what the logs say
+        try:
+            self._handle(**options)
+        except RunNotRecorded as exc:
+            raise CommandError(str(exc)) from None
+        finally:
+            crypto_logger.setLevel(previous)
+
+    def _handle(self, **options: Any) -> None:
+        source = options["source"]
+        now = timezone.now()
+        since = moment(options["since"])
+        until = min(moment(options["until"]), now) if options["until"] else now
+        try:
+            coins = history_coins(source=source, coins=options["coins"])
+            windows = history_plan(source=source, coins=coins, since=since, until=until)
+        except SourceError as exc:
+            raise CommandError(str(exc)) from None
+        self.stdout.write(
+            f"{source}: history of {len(coins)} coin(s) from {since:%Y-%m-%d %H:%M} to {until:%Y-%m-%d %H:%M} UTC, "
+            f"{len(windows)} window(s) ..."
+        )
+        width = len(str(len(windows)))
+
+        def on_window(progress: HistoryProgress, window: Window, run: IngestionRun) -> None:
+            number = progress.windows_done + progress.windows_failed
+            head = f"  [{number:>{width}}/{progress.windows_total}] {window}: "
+            if run.status == IngestionRun.Status.SUCCEEDED:
+                unchanged = ", unchanged since stored" if run.raw_duplicates else ""
+                eta = progress.eta_seconds
+                self.stdout.write(
+                    f"{head}{run.records_fetched:,} points, {run.rows_upserted:,} rows upserted{unchanged} "
+                    f"({run.duration_seconds or 0:.1f}s; ETA {'-' if eta is None else f'{eta:.0f}s'})"
+                )
+            else:
+                self.stdout.write(self.style.ERROR(f"{head}failed (run #{run.pk}): {run.error}"))
+
+        progress = history_load(source=source, windows=windows, on_window=on_window)
+        style = self.style.SUCCESS if not progress.windows_failed else self.style.WARNING
+        self.stdout.write(
+            style(
+                f"\n{source}: {progress.windows_done} of {progress.windows_total} windows loaded, "
+                f"{progress.windows_failed} failed; {progress.records:,} points, {progress.rows_upserted:,} rows "
+                f"upserted ({progress.records_per_second:,.0f} points/s)"
+            )
+        )
+        if progress.failures:
+            raise CommandError(
+                "\n".join(f"{window} failed: {reason}" for window, reason in progress.failures)
+                + "\nthe other windows are loaded; run the command again to retry these (loaded windows change nothing)"
+            )
