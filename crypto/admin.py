@@ -12,11 +12,14 @@ from django.core.paginator import Paginator
 from django.db import connection
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.urls import reverse
 from django.utils.html import format_html
 
 from crypto.api.selectors import quarantined_record_raw
 from crypto.models import (
     Asset,
+    BackfillJob,
+    BackfillWindow,
     CanonicalAsset,
     IngestionRun,
     LoadedFile,
@@ -27,6 +30,7 @@ from crypto.models import (
     SchemaDrift,
 )
 from crypto.services.ingest.enqueue import ingestion_enqueue
+from crypto.services.ingest.jobs import progress_fields, progress_of
 from crypto.services.link.refresh import assets_link, assets_unlink
 from crypto.sources.fingerprint import fingerprint_digest
 
@@ -323,3 +327,44 @@ class MarketQuoteAdmin(NamesRawBodies, ReadOnlyAdmin):
     @admin.display(description="symbol", ordering="asset__symbol")
     def symbol(self, quote: MarketQuote) -> str:
         return quote.asset.symbol
+
+
+@admin.register(BackfillJob)
+class BackfillJobAdmin(ReadOnlyAdmin):
+    """A backfill spread across the workers, with its progress; its windows are listed by job."""
+
+    list_display = ("id", "source", "kind", "request", "created_at", "progress", "records", "rate", "eta")
+    list_filter = ("source", "kind")
+    readonly_fields = ("source", "kind", "request", "created_at", "resumed_at", "progress", "records", "rate", "eta")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[BackfillJob]:
+        return super().get_queryset(request).annotate(**progress_fields(prefix="windows__"))
+
+    @admin.display(description="windows")
+    def progress(self, job: BackfillJob) -> str:
+        p = progress_of(job)
+        url = reverse("admin:crypto_backfillwindow_changelist") + f"?job__id__exact={job.pk}"
+        failed = f", {p.failed} failed" if p.failed else ""
+        return format_html('<a href="{}">{} of {} done{}, {} running</a>', url, p.done, p.total, failed, p.running)
+
+    @admin.display(description="records")
+    def records(self, job: BackfillJob) -> str:
+        return f"{progress_of(job).records:,}"
+
+    @admin.display(description="records/s")
+    def rate(self, job: BackfillJob) -> str:
+        return f"{progress_of(job).records_per_second:,.0f}"
+
+    @admin.display(description="ETA")
+    def eta(self, job: BackfillJob) -> str:
+        eta = progress_of(job).eta_seconds
+        return "-" if eta is None else ("finished" if progress_of(job).finished else f"{eta:.0f}s")
+
+
+@admin.register(BackfillWindow)
+class BackfillWindowAdmin(ReadOnlyAdmin):
+    list_display = ("position", "job", "coin", "start", "end", "path", "status", "attempts", "records", "run", "error")
+    list_filter = ("status", "job__source", "job")
+    search_fields = ("coin", "path", "error")
+    list_select_related = ("job",)
+    raw_id_fields = ("job", "run")

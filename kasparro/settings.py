@@ -8,6 +8,7 @@ import os
 from urllib.parse import urlparse
 
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
 
 from kasparro.envreader import (
     BASE_DIR,
@@ -346,7 +347,12 @@ if CELERY_VISIBILITY_TIMEOUT <= INGEST_TIME_LIMIT + INGEST_RETRY_BACKOFF_CAP:
 CELERY_BROKER_URL = REDIS_URL or "memory://"
 CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
 CELERY_TASK_EAGER_PROPAGATES = True
-CELERY_INCLUDE = ["tasks.ingest"]
+CELERY_INCLUDE = ["tasks.ingest", "tasks.backfill"]
+# Backfill windows have a queue of their own, so a live run never waits behind thousands of them;
+# a worker started without -Q serves both queues (`-Q celery` keeps one for live runs only).
+CELERY_TASK_QUEUES = (Queue("celery"), Queue("history"))
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_ROUTES = {"tasks.backfill_window": {"queue": "history"}}
 # At-least-once: a task is acknowledged after it finished, and given back when its worker dies.
 # Redelivery is safe because a run is idempotent and holds the source's advisory lock.
 CELERY_TASK_ACKS_LATE = True

@@ -167,6 +167,8 @@ class StubUpstream:
         self.delay: dict[str, float] = {}
         self.scripted: dict[str, deque[tuple[int, dict[str, str], bytes]]] = defaultdict(deque)
         self.arrived: dict[str, threading.Event] = defaultdict(threading.Event)
+        # Answers made per request, by path prefix: (path, query) -> (status, body).
+        self.answers: dict[str, Callable[[str, dict[str, list[str]]], tuple[int, bytes]]] = {}
         self.lock = threading.Lock()
         stub = self
 
@@ -185,7 +187,12 @@ class StubUpstream:
                     )
                     scripted = stub.scripted[url.path].popleft() if stub.scripted[url.path] else None
                 stub.arrived[url.path].set()
-                if scripted is None:
+                answer = next((fn for prefix, fn in stub.answers.items() if url.path.startswith(prefix)), None)
+                if scripted is None and answer is not None:
+                    time.sleep(stub.delay.get(url.path, 0))
+                    status, body = answer(url.path, parse_qs(url.query))
+                    headers = {}
+                elif scripted is None:
                     time.sleep(stub.delay.get(url.path, 0))
                     body = stub.bodies.get((url.path, page))
                     status, headers = (200, {}) if body is not None else (404, {})

@@ -21,6 +21,8 @@ from crypto.api.pagination import KeysetPagination, orderings
 from crypto.api.selectors import quarantined_record_raw
 from crypto.api.serializers import (
     AssetSerializer,
+    BackfillJobDetailSerializer,
+    BackfillJobSerializer,
     CanonicalAssetSerializer,
     DriftSerializer,
     ErrorSerializer,
@@ -36,6 +38,7 @@ from crypto.api.serializers import (
 from crypto.api.throttling import ScopedRateThrottle
 from crypto.models import (
     Asset,
+    BackfillJob,
     CanonicalAsset,
     IngestionRun,
     MarketQuote,
@@ -44,6 +47,7 @@ from crypto.models import (
     SchemaDrift,
 )
 from crypto.services.ingest.enqueue import ingestion_enqueue
+from crypto.services.ingest.jobs import progress_fields
 from crypto.sources import source_names
 
 
@@ -184,6 +188,18 @@ class DriftViewSet(_DataViewSet):
     filterset_class = DriftFilter
     keyset_orderings = orderings("id")
     keyset_default = "-id"
+
+
+class BackfillJobViewSet(_DataViewSet):
+    """Backfill jobs spread across the workers (`manage.py backfill --async`, `ingest --file ... --async`),
+    newest first, each with its progress: windows done, failed and left, records, rate, ETA."""
+
+    queryset = BackfillJob.objects.annotate(**progress_fields(prefix="windows__"))
+    keyset_orderings = orderings("id")
+    keyset_default = "-id"
+
+    def get_serializer_class(self) -> type[BaseSerializer]:
+        return BackfillJobDetailSerializer if self.action == "retrieve" else BackfillJobSerializer
 
 
 class CanonicalAssetViewSet(_DataViewSet):

@@ -15,6 +15,8 @@ from crypto.api.openapi import trigger_source_choices
 from crypto.models import (
     QUOTE_VALUE_FIELDS,
     Asset,
+    BackfillJob,
+    BackfillWindow,
     CanonicalAsset,
     IngestionRun,
     MarketQuote,
@@ -22,6 +24,7 @@ from crypto.models import (
     RawBody,
     SchemaDrift,
 )
+from crypto.services.ingest.jobs import progress_of
 from crypto.sources import source_choices
 
 
@@ -116,6 +119,56 @@ class AssetSerializer(serializers.ModelSerializer):
         # The view looks the latest quotes up for the whole page at once.
         quote = self.context.get("latest_quotes", {}).get(asset.pk)
         return LatestQuoteSerializer(quote).data if quote is not None else None
+
+
+class BackfillProgressSerializer(serializers.Serializer):
+    windows = serializers.IntegerField(source="total")
+    done = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    running = serializers.IntegerField()
+    left = serializers.IntegerField(help_text="Windows not done nor failed: pending, retrying or running.")
+    finished = serializers.BooleanField(help_text="Every window done or failed.")
+    records = serializers.IntegerField()
+    rows_upserted = serializers.IntegerField()
+    records_per_second = serializers.FloatField()
+    eta_seconds = serializers.FloatField(allow_null=True)
+
+
+class BackfillWindowSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = BackfillWindow
+        fields = ["position", "coin", "start", "end", "path", "status", "error", "attempts", "records", "run"]
+        read_only_fields = fields
+
+
+class BackfillJobSerializer(serializers.ModelSerializer):
+    progress = serializers.SerializerMethodField()
+
+    class Meta:
+        model = BackfillJob
+        fields = ["id", "source", "kind", "request", "created_at", "resumed_at", "progress"]
+        read_only_fields = fields
+
+    @extend_schema_field(BackfillProgressSerializer)
+    def get_progress(self, job: BackfillJob) -> dict[str, Any]:
+        progress = progress_of(job)
+        data = dict(BackfillProgressSerializer(progress).data)
+        data["records_per_second"] = round(progress.records_per_second, 1)
+        data["eta_seconds"] = None if progress.eta_seconds is None else round(progress.eta_seconds, 1)
+        return data
+
+
+class BackfillJobDetailSerializer(BackfillJobSerializer):
+    failed_windows = serializers.SerializerMethodField(help_text="The first 100 failed windows, with the reason.")
+
+    class Meta(BackfillJobSerializer.Meta):
+        fields = [*BackfillJobSerializer.Meta.fields, "failed_windows"]
+        read_only_fields = fields
+
+    @extend_schema_field(BackfillWindowSerializer(many=True))
+    def get_failed_windows(self, job: BackfillJob) -> list[dict[str, Any]]:
+        failed = job.windows.filter(status=BackfillWindow.Status.FAILED).order_by("position")[:100]
+        return list(BackfillWindowSerializer(failed, many=True).data)
 
 
 class RunSerializer(serializers.ModelSerializer):

@@ -4,6 +4,7 @@ from rest_framework.routers import DefaultRouter
 
 from crypto.api.data_views import (
     AssetViewSet,
+    BackfillJobViewSet,
     CanonicalAssetViewSet,
     DriftViewSet,
     QuarantineViewSet,
@@ -24,6 +25,7 @@ router.register("raw", RawViewSet, basename="raw")
 router.register("quarantine", QuarantineViewSet, basename="quarantine")
 router.register("drift", DriftViewSet, basename="drift")
 router.register("canonical-assets", CanonicalAssetViewSet, basename="canonical-asset")
+router.register("backfills", BackfillJobViewSet, basename="backfill")
 
 # Each answers with or without a trailing slash, and never redirects: scripts call `/health`.
 urlpatterns = [

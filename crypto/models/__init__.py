@@ -3,6 +3,8 @@ one module each (ingestion, market, trust); every model is importable from here.
 
 from crypto.models.ingestion import (
     SOURCE_NAME_LENGTH,
+    BackfillJob,
+    BackfillWindow,
     IngestionRun,
     LoadedFile,
     RawBody,
@@ -17,6 +19,8 @@ __all__ = [
     "QUOTE_VALUE_FIELDS",
     "SOURCE_NAME_LENGTH",
     "Asset",
+    "BackfillJob",
+    "BackfillWindow",
     "CanonicalAsset",
     "IngestionRun",
     "LoadedFile",

@@ -227,3 +227,66 @@ class SourceTotals(models.Model):
 
     def __str__(self) -> str:
         return f"{self.source}: {self.raw_rows} bodies, {self.records} records"
+
+
+class BackfillJob(models.Model):
+    """A backfill spread across the Celery workers, one task per window: a window of one coin's
+    history from an upstream API, or one file of an archive. Started again with the same request,
+    the job resumes: its windows done are not asked again."""
+
+    class Kind(models.TextChoices):
+        HISTORY = "history", "history from the API"
+        ARCHIVE = "archive", "archive of saved files"
+
+    source = models.CharField(max_length=SOURCE_NAME_LENGTH, choices=source_choices)
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    request = models.CharField(max_length=2000, help_text="what was asked: the coins and range, or the archive")
+    key = models.CharField(max_length=64, unique=True, help_text="sha256 of the request: the same request resumes")
+    created_at = models.DateTimeField(auto_now_add=True)
+    resumed_at = models.DateTimeField(null=True, blank=True, help_text="when it was last started again")
+
+    class Meta:
+        db_table = "backfill_job"
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.source} {self.kind} job #{self.pk}"
+
+
+class BackfillWindow(models.Model):
+    """One task's work in a backfill job, done as one run: a coin's history from `start` to `end`,
+    or one file (`path`)."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "pending"
+        RUNNING = "running", "running"
+        DONE = "done", "done"
+        FAILED = "failed", "failed"
+
+    job = models.ForeignKey(BackfillJob, on_delete=models.CASCADE, related_name="windows")
+    position = models.PositiveIntegerField(help_text="its place in the job, 1-based")
+    coin = models.CharField(max_length=200, blank=True, help_text="upstream id (history)")
+    coin_symbol = models.CharField(max_length=100, blank=True)
+    coin_name = models.CharField(max_length=300, blank=True)
+    start = models.DateTimeField(null=True, blank=True)
+    end = models.DateTimeField(null=True, blank=True)
+    path = models.CharField(max_length=2000, blank=True, help_text="the file (archive)")
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
+    error = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    task_id = models.CharField(max_length=255, blank=True)
+    records = models.PositiveIntegerField(default=0)
+    rows_upserted = models.PositiveIntegerField(default=0)
+    run = models.ForeignKey(IngestionRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "backfill_window"
+        ordering = ["job", "position"]
+        constraints = [models.UniqueConstraint(fields=["job", "position"], name="backfill_window_unique_position")]
+        indexes = [models.Index(fields=["job", "status"], name="backfill_window_job_status")]
+
+    def __str__(self) -> str:
+        what = self.path or f"{self.coin} {self.start:%Y-%m-%d %H:%M} to {self.end:%Y-%m-%d %H:%M} UTC"
+        return f"{what} ({self.status})"

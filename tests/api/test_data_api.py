@@ -193,6 +193,7 @@ def test_api_root_and_docs_work_offline(api: Client) -> None:
         "raw",
         "quarantine",
         "drift",
+        "backfills",
     }
     docs = Client().get("/api/docs/")
     assert docs.status_code == 200

@@ -20,10 +20,9 @@ from django.test import Client
 
 from crypto.models import Asset, IngestionRun, MarketQuote, RawBody
 from crypto.services.ingest.renormalize import renormalize_run
-from tests.conftest import mock_gecko_two_pages
+from tests.conftest import gecko_chart_body, mock_gecko_two_pages
 
 pytestmark = pytest.mark.django_db
-HOUR_MS = 3600 * 1000
 GECKO_RANGE = re.compile(r"https://api\.coingecko\.com/api/v3/coins/([^/]+)/market_chart/range")
 PAPRIKA_HISTORY = re.compile(r"https://api\.coinpaprika\.com/v1/tickers/([^/]+)/historical")
 TOO_OLD = (
@@ -52,15 +51,7 @@ def gecko_chart(request: Any, *, oldest: datetime | None = None) -> tuple[int, d
             "error": {"status": {"timestamp": "2026-12-04T00:00:00Z", "error_code": 10012, "error_message": TOO_OLD}}
         }
         return 401, {"Content-Type": "application/json"}, orjson.dumps(error)
-    first = -(-start // HOUR_MS) * HOUR_MS
-    times = range(first, end + 1, HOUR_MS)
-    price = float(len(coin))
-    body = {
-        "prices": [[t, price + (t - first) / HOUR_MS / 1000] for t in times],
-        "market_caps": [[t, price * 1e9] for t in times],
-        "total_volumes": [[t, price * 1e7] for t in times],
-    }
-    return 200, {"Content-Type": "application/json"}, orjson.dumps(body)
+    return 200, {"Content-Type": "application/json"}, gecko_chart_body(coin, start // 1000, end // 1000)
 
 
 def backfill(*args: str) -> tuple[str, str]:

@@ -1,7 +1,10 @@
-"""`python manage.py backfill --source {coingecko,coinpaprika} --coins top:N|ID,ID,... --since DATE [--until DATE]`
+"""`python manage.py backfill --source {coingecko,coinpaprika} --coins top:N|ID,ID,... --since DATE [--until DATE]
+[--async [--wait]]`
 
 Fetches the history of those coins from the upstream API, window by window, under the source's
-shared rate budget, in this process: each window's body is stored raw and its points become
+shared rate budget: with `--async` as a job of one Celery task per window (crypto/services/ingest/jobs.py),
+which resumes when started again and which `--wait` follows with a progress bar; without it in
+this process: each window's body is stored raw and its points become
 quotes at their own times, marked as history. Prints a line per window and a summary; exit status
 0 when every window loaded, 1 otherwise with each failed window's reason on stderr. Started again
 it loads the same windows again, which changes nothing already loaded (crypto/services/ingest/history.py).
@@ -16,8 +19,10 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
+from crypto.management.jobs import job_follow
 from crypto.models import IngestionRun
 from crypto.services.ingest.history import HistoryProgress, history_coins, history_load, history_plan, history_sources
+from crypto.services.ingest.jobs import history_job_start
 from crypto.services.ingest.lifecycle import RunNotRecorded
 from crypto.sources.body import SourceError
 from crypto.sources.history import Window
@@ -46,6 +51,17 @@ class Command(BaseCommand):
         )
         parser.add_argument("--since", required=True, help="the first day, YYYY-MM-DD (or YYYY-MM-DDTHH:MM), UTC")
         parser.add_argument("--until", help="the end, YYYY-MM-DD (or YYYY-MM-DDTHH:MM), UTC; default: now")
+        parser.add_argument(
+            "--async",
+            dest="run_async",
+            action="store_true",
+            help="spread the windows across the Celery workers, one task each, as a job that resumes when "
+            "started again with the same request",
+        )
+        parser.add_argument("--wait", action="store_true", help="with --async: follow the job with a progress bar")
+        parser.add_argument(
+            "--timeout", type=float, default=3600.0, help="with --wait: seconds to wait at most (default 3600)"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         crypto_logger = logging.getLogger("crypto")
@@ -69,10 +85,21 @@ class Command(BaseCommand):
             windows = history_plan(source=source, coins=coins, since=since, until=until)
         except SourceError as exc:
             raise CommandError(str(exc)) from None
+        if options["wait"] and not options["run_async"]:
+            raise CommandError("--wait goes with --async (without it the command already waits)")
         self.stdout.write(
             f"{source}: history of {len(coins)} coin(s) from {since:%Y-%m-%d %H:%M} to {until:%Y-%m-%d %H:%M} UTC, "
             f"{len(windows)} window(s) ..."
         )
+        if options["run_async"]:
+            request = f"--coins {options['coins']} --since {options['since']}" + (
+                f" --until {options['until']}" if options["until"] else ""
+            )
+            job, created = history_job_start(
+                source=source, windows=windows, request=request, until_given=bool(options["until"])
+            )
+            job_follow(self, job=job, created=created, wait=options["wait"], timeout=options["timeout"])
+            return
         width = len(str(len(windows)))
 
         def on_window(progress: HistoryProgress, window: Window, run: IngestionRun) -> None:

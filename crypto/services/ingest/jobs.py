@@ -1,0 +1,233 @@
+"""Backfills spread across the Celery workers: a job of windows, one task per window.
+
+A job is either the history of coins from an upstream API (a window is one call's range of one
+coin, crypto/services/ingest/history.py) or an archive of saved files (a window is one file). Each
+window is done as one run by `tasks.backfill_window`, on the workers' `history` queue, so that
+live runs, on the default queue, never wait behind thousands of windows. The job's record counts
+windows done, failed and left, records, rate and ETA, for the admin, the API and `--wait`.
+
+Started again with the same request, a job resumes: windows done are not asked again, the others
+are sent again. A window's task that dies with its worker is redelivered (acks late) and runs the
+window again; a window loaded twice changes nothing (bodies are stored once per content hash,
+quotes upserted on their natural keys), so nothing is duplicated either way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from celery import current_app
+from celery.utils import uuid
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Count, F, Max, Min, Q, Sum
+from django.db.transaction import on_commit
+from django.utils import timezone
+
+from crypto.models import BackfillJob, BackfillWindow, IngestionRun
+from crypto.services.ingest.lifecycle import TaskCaller
+from crypto.services.ingest.run import history_window, ingestion_run, saved_file
+from crypto.sources.body import Coin
+from crypto.sources.history import Window
+
+WINDOW_TASK = "tasks.backfill_window"  # by name: services do not import the tasks that call them
+HISTORY_QUEUE = "history"
+
+
+@dataclass(frozen=True)
+class JobProgress:
+    total: int
+    done: int
+    failed: int
+    running: int
+    records: int
+    rows_upserted: int
+    first_started: datetime | None
+    last_finished: datetime | None
+
+    @property
+    def left(self) -> int:
+        return self.total - self.done - self.failed
+
+    @property
+    def finished(self) -> bool:
+        return self.left == 0
+
+    @property
+    def elapsed_seconds(self) -> float:
+        if self.first_started is None:
+            return 0.0
+        end = self.last_finished if self.finished and self.last_finished else timezone.now()
+        return max((end - self.first_started).total_seconds(), 0.0)
+
+    @property
+    def records_per_second(self) -> float:
+        elapsed = self.elapsed_seconds
+        return self.records / elapsed if elapsed > 0 else 0.0
+
+    @property
+    def eta_seconds(self) -> float | None:
+        ended = self.done + self.failed
+        if not ended or self.finished:
+            return None if not self.finished else 0.0
+        return self.elapsed_seconds / ended * self.left
+
+
+def history_job_start(
+    *, source: str, windows: list[Window], request: str, until_given: bool
+) -> tuple[BackfillJob, bool]:
+    """The job of these windows, created, or found when the same request made it before (then it
+    resumes with the windows it planned: a range to "now" stays the range of its first start)."""
+    coins = sorted({window.coin.upstream_id for window in windows})
+    first, last = min(w.start for w in windows), max(w.end for w in windows)
+    key = f"history|{source}|{','.join(coins)}|{first.isoformat()}|{last.isoformat() if until_given else 'now'}"
+    rows = [
+        BackfillWindow(
+            position=n,
+            coin=window.coin.upstream_id,
+            coin_symbol=window.coin.symbol[:100],
+            coin_name=window.coin.name[:300],
+            start=window.start,
+            end=window.end,
+        )
+        for n, window in enumerate(windows, start=1)
+    ]
+    return _job_start(source=source, kind=BackfillJob.Kind.HISTORY, request=request, key=key, rows=rows)
+
+
+def archive_job_start(*, source: str, files: list[Path], request: str) -> tuple[BackfillJob, bool]:
+    """The job of an archive's files, one window each, created or found again."""
+    key = f"archive|{source}|" + "\n".join(str(path.resolve()) for path in files)
+    rows = [BackfillWindow(position=n, path=str(path)[:2000]) for n, path in enumerate(files, start=1)]
+    return _job_start(source=source, kind=BackfillJob.Kind.ARCHIVE, request=request, key=key, rows=rows)
+
+
+def _job_start(
+    *, source: str, kind: str, request: str, key: str, rows: list[BackfillWindow]
+) -> tuple[BackfillJob, bool]:
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    with transaction.atomic():
+        job, created = BackfillJob.objects.get_or_create(
+            key=digest, defaults={"source": source, "kind": kind, "request": request[:2000]}
+        )
+        if created:
+            for row in rows:
+                row.job = job
+            BackfillWindow.objects.bulk_create(rows, batch_size=1000)
+        else:
+            BackfillJob.objects.filter(pk=job.pk).update(resumed_at=timezone.now())
+    return job, created
+
+
+def job_enqueue(job: BackfillJob) -> int:
+    """Send a task for each window not done nor running (a failed one gets another try), once the
+    caller's transaction commits; returns how many. With no broker (embedded mode) each runs here,
+    in turn."""
+    current_app.loader.import_default_modules()  # CELERY_INCLUDE: a worker imports it at start, others here
+    task = current_app.tasks[WINDOW_TASK]
+    todo = list(
+        job.windows.filter(status__in=[BackfillWindow.Status.PENDING, BackfillWindow.Status.FAILED])
+        .order_by("position")
+        .values_list("pk", flat=True)
+    )
+    for window_id in todo:
+        send = partial(task.apply_async, args=[window_id], task_id=uuid(), queue=HISTORY_QUEUE)
+        try:
+            on_commit(send)
+        except Exception:  # embedded mode runs the window here: its failure is on its record
+            if settings.REDIS_URL:
+                raise
+    return len(todo)
+
+
+def progress_fields(prefix: str = "") -> dict[str, Any]:
+    """The aggregates of a job's progress over its windows: for `job.windows.aggregate()`, or with
+    `prefix="windows__"` for annotating jobs (a page of them in one query)."""
+    status = BackfillWindow.Status
+
+    def count(state: str) -> Count:
+        return Count(f"{prefix}id", filter=Q(**{f"{prefix}status": state}))
+
+    return {
+        "progress_total": Count(f"{prefix}id"),
+        "progress_done": count(status.DONE),
+        "progress_failed": count(status.FAILED),
+        "progress_running": count(status.RUNNING),
+        "progress_records": Sum(f"{prefix}records"),
+        "progress_rows": Sum(f"{prefix}rows_upserted"),
+        "progress_first": Min(f"{prefix}started_at"),
+        "progress_last": Max(f"{prefix}finished_at"),
+    }
+
+
+def progress_of(values: Any) -> JobProgress:
+    """A JobProgress from `progress_fields` values: an aggregate's dict, or an annotated job."""
+
+    def get(name: str) -> Any:
+        return values[name] if isinstance(values, dict) else getattr(values, name)
+
+    return JobProgress(
+        total=get("progress_total"),
+        done=get("progress_done"),
+        failed=get("progress_failed"),
+        running=get("progress_running"),
+        records=get("progress_records") or 0,
+        rows_upserted=get("progress_rows") or 0,
+        first_started=get("progress_first"),
+        last_finished=get("progress_last"),
+    )
+
+
+def job_progress(job: BackfillJob) -> JobProgress:
+    """The job's counts, in one aggregate over its windows."""
+    return progress_of(job.windows.aggregate(**progress_fields()))
+
+
+def window_run(*, window_id: int, task: TaskCaller | None = None) -> tuple[BackfillWindow, IngestionRun | None]:
+    """Do one window as one run and record how it went. A window already done is left as it is
+    (a task sent twice, or redelivered after it finished): (window, None)."""
+    window = BackfillWindow.objects.select_related("job").get(pk=window_id)
+    if window.status == BackfillWindow.Status.DONE:
+        return window, None
+    windows = BackfillWindow.objects.filter(pk=window_id)
+    windows.update(
+        status=BackfillWindow.Status.RUNNING,
+        attempts=F("attempts") + 1,
+        task_id=task.task_id if task else "",
+        started_at=timezone.now(),
+    )
+    job = window.job
+    if job.kind == BackfillJob.Kind.HISTORY:
+        assert window.start is not None and window.end is not None
+        coin = Coin(window.coin, window.coin_symbol, window.coin_name)
+        span = Window(coin=coin, start=window.start, end=window.end, position=window.position)
+        run = ingestion_run(
+            source=job.source,
+            trigger=IngestionRun.Trigger.HISTORY,
+            origin=history_window(source=job.source, window=span),
+            task=task,
+        )
+    else:
+        run = ingestion_run(
+            source=job.source, trigger=IngestionRun.Trigger.FILE, origin=saved_file(path=window.path), task=task
+        )
+    if run.status == IngestionRun.Status.SUCCEEDED:
+        outcome = {"status": BackfillWindow.Status.DONE, "error": ""}
+    elif run.retry_scheduled:
+        outcome = {"status": BackfillWindow.Status.PENDING, "error": f"retrying: {run.error}"}
+    else:
+        outcome = {"status": BackfillWindow.Status.FAILED, "error": run.error}
+    windows.update(
+        **outcome,
+        records=run.records_fetched if run.status == IngestionRun.Status.SUCCEEDED else 0,
+        rows_upserted=run.rows_upserted,
+        run=run,
+        finished_at=timezone.now(),
+    )
+    window.refresh_from_db()
+    return window, run
