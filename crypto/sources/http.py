@@ -136,6 +136,8 @@ class HttpHooks:
     before_request: Callable[[], None] = lambda: None
     outcome: Callable[[str], None] = lambda outcome: None
     retried: Callable[[], None] = lambda: None
+    # The upstream asked for a pause (Retry-After): every caller of it waits, not only this one.
+    paused: Callable[[float], None] = lambda seconds: None
 
 
 class HttpClient:
@@ -184,6 +186,8 @@ class HttpClient:
                 return self._attempt(url, params, headers, shown_url, secrets)
             except TransientUpstreamError as exc:
                 retry_after = exc.retry_after
+                if retry_after is not None:
+                    self.hooks.paused(retry_after)
                 if attempt >= self.max_attempts:
                     raise TransientUpstreamError(
                         f"{exc} (gave up after {attempt} attempt{'s' if attempt > 1 else ''})",

@@ -175,6 +175,33 @@ def test_shared_rate_limit_holds_across_processes(celery_env: dict[str, str], st
     assert times[-1] - times[0] >= 4.0, "12 calls at 4 per 2 s need at least two full windows"
 
 
+def test_a_retry_after_from_the_upstream_pauses_every_process_not_only_the_one_that_got_it(
+    celery_env: dict[str, str], stub: StubUpstream
+) -> None:
+    """Two processes call one upstream; one gets a 429 with Retry-After: 2. Until the pause is
+    over the upstream hears from neither: the pause is the budget's, shared through Redis."""
+    throttled = b'{"status": {"error_code": 429, "error_message": "You\'ve exceeded the Rate Limit."}}'
+    stub.scripted[GECKO_PATH].append((429, {"Retry-After": "2"}, throttled))
+    script = (
+        "import django; django.setup()\n"
+        "from django.conf import settings\n"
+        "from crypto.services.ingest.run import http_client_build\n"
+        "from crypto.sources import source_get\n"
+        "client = http_client_build(source=source_get(name='coingecko'))\n"
+        "for _ in range(3):\n"
+        "    client.get_json(settings.COINGECKO_BASE_URL + '/coins/markets', params={'page': 1})\n"
+    )
+    env = {**celery_env, "COINGECKO_CALLS_PER_MINUTE": "100"}
+    callers = [subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env=env) for _ in range(2)]
+    assert [c.wait(60) for c in callers] == [0, 0]
+
+    times = sorted(call["at"] for call in stub.calls_to(GECKO_PATH))
+    assert len(times) == 7  # six answers and the 429
+    [refused] = [call["at"] for call in stub.calls_to(GECKO_PATH)][:1]
+    during = [t - refused for t in times if refused < t < refused + 1.9]
+    assert not during, f"calls {during} s after the 429 asked every caller to wait 2 s"
+
+
 def test_a_secret_key_appears_in_no_log_line_and_no_task_message(
     celery_env: dict[str, str],
     processes: Callable[..., CeleryProcess],

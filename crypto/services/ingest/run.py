@@ -154,6 +154,7 @@ def http_client_build(*, source: Source) -> HttpClient:
         before_request=limiter.acquire if limiter else lambda: None,
         outcome=lambda outcome: UPSTREAM_CALLS.labels(source.name, outcome).inc(),
         retried=lambda: UPSTREAM_RETRIES.labels(source.name).inc(),
+        paused=limiter.pause if limiter else lambda seconds: None,
     )
     return HttpClient(policy=policy, hooks=hooks)
 
