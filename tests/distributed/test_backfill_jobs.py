@@ -10,11 +10,13 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
+import orjson
 import pytest
 
 from crypto.models import BackfillJob, BackfillWindow, IngestionRun, MarketQuote, RawBody
-from tests.conftest import gecko_chart_body
+from tests.conftest import PAPRIKA, gecko_chart_body, upstream_bytes
 from tests.distributed.conftest import PAPRIKA_PATH, send_task
 from tests.processes import ROOT, CeleryProcess, StubUpstream, wait_for
 
@@ -94,3 +96,27 @@ def test_a_live_run_is_not_starved_behind_a_queue_of_history_windows(
     assert done < total - 3, f"the live run waited for {done} of {total} history windows"
     assert stub.calls_to(PAPRIKA_PATH)
     wait_for(lambda: job.windows.filter(status="done").count() == total, timeout=90, what="every window")
+
+
+def test_an_archive_spreads_one_task_per_file_over_workers_and_resumes(
+    celery_env: dict[str, str], processes: Callable[..., CeleryProcess], tmp_path: Path
+) -> None:
+    tickers = orjson.loads(upstream_bytes(PAPRIKA))
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    for hour in range(3):
+        later = [dict(t, last_updated=f"2023-08-11T{9 + hour:02d}:00:00Z") for t in tickers]
+        (archive / f"tickers-{hour}.json").write_bytes(orjson.dumps(later))
+    processes("worker", celery_env, "w1")
+    processes("worker", celery_env, "w2")
+    ingest = [sys.executable, "manage.py", "ingest", "--source", "coinpaprika", "--file", str(archive), "--async"]
+    done = subprocess.run([*ingest, "--wait"], cwd=ROOT, env=celery_env, capture_output=True, text=True, timeout=150)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "3 window task(s) sent" in done.stdout and "3 of 3 window(s) done, 0 failed" in done.stdout
+    assert MarketQuote.objects.filter(source="coinpaprika").count() == 3 * 2500
+    workers = set(IngestionRun.objects.filter(trigger="file").values_list("task_id", flat=True))
+    assert len(workers) == 3 and "" not in workers, "each file was its own task"
+
+    again = subprocess.run([*ingest, "--wait"], cwd=ROOT, env=celery_env, capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0 and "3 of 3 window(s) already done" in again.stdout
+    assert IngestionRun.objects.filter(trigger="file").count() == 3, "nothing loaded twice"

@@ -15,9 +15,11 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from crypto.management.jobs import job_follow
 from crypto.models import IngestionRun, LoadedFile
 from crypto.services.ingest.backfill import BackfillProgress, backfill_paths, backfill_run
 from crypto.services.ingest.enqueue import ingestion_enqueue, task_attempts_wait
+from crypto.services.ingest.jobs import archive_job_start
 from crypto.services.ingest.lifecycle import RunNotRecorded
 from crypto.services.ingest.run import ingestion_run, saved_file
 from crypto.sources import source_names
@@ -54,7 +56,8 @@ class Command(BaseCommand):
             "--async",
             dest="run_async",
             action="store_true",
-            help="enqueue one task per source for the Celery workers and print the task ids",
+            help="enqueue one task per source for the Celery workers and print the task ids; with --file, "
+            "one task per file, as a job that resumes when started again",
         )
         parser.add_argument(
             "--wait", action="store_true", help="with --async: wait for the tasks and exit with their status"
@@ -88,7 +91,8 @@ class Command(BaseCommand):
             raise CommandError("--wait goes with --async (without it the command already waits)")
         if options["run_async"]:
             if file:
-                raise CommandError("--file cannot be combined with --async: the workers may not see this file")
+                self._archive_job(source, file, wait=options["wait"], timeout=options["timeout"])
+                return
             attempts = self._enqueue(sources, wait=options["wait"], timeout=options["timeout"])
             self._summary([runs[-1] for runs in attempts])
             self._fail_unless_done(attempts)
@@ -217,6 +221,16 @@ class Command(BaseCommand):
                 "(celery -A kasparro worker)?"
             )
         return list(attempts.values())
+
+    def _archive_job(self, source: str, target: str, *, wait: bool, timeout: float) -> None:
+        """The archive's files as a job of one task per file for the workers (which must see the
+        files: the same machine or a shared volume); the same archive again resumes the job."""
+        try:
+            files = backfill_paths(source=source, target=target)
+        except SourceError as exc:
+            raise CommandError(str(exc)) from None
+        job, created = archive_job_start(source=source, files=files, request=f"--file {target}")
+        job_follow(self, job=job, created=created, wait=wait, timeout=timeout)
 
     def _backfill(self, source: str, target: str) -> None:
         try:

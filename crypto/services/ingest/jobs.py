@@ -29,10 +29,11 @@ from django.db.models import Count, F, Max, Min, Q, Sum
 from django.db.transaction import on_commit
 from django.utils import timezone
 
-from crypto.models import BackfillJob, BackfillWindow, IngestionRun
+from crypto.models import BackfillJob, BackfillWindow, IngestionRun, LoadedFile
 from crypto.services.ingest.lifecycle import TaskCaller
 from crypto.services.ingest.run import history_window, ingestion_run, saved_file
-from crypto.sources.body import Coin
+from crypto.sources.body import Coin, SourceError
+from crypto.sources.files import file_digest
 from crypto.sources.history import Window
 
 WINDOW_TASK = "tasks.backfill_window"  # by name: services do not import the tasks that call them
@@ -202,6 +203,11 @@ def window_run(*, window_id: int, task: TaskCaller | None = None) -> tuple[Backf
         started_at=timezone.now(),
     )
     job = window.job
+    if job.kind == BackfillJob.Kind.ARCHIVE and (loaded := _loaded_before(source=job.source, path=window.path)):
+        # Loaded by an earlier run (a backfill in one process, say): known by its bytes, not read again.
+        windows.update(status=BackfillWindow.Status.DONE, error="", run=loaded.run, finished_at=timezone.now())
+        window.refresh_from_db()
+        return window, None
     if job.kind == BackfillJob.Kind.HISTORY:
         assert window.start is not None and window.end is not None
         coin = Coin(window.coin, window.coin_symbol, window.coin_name)
@@ -231,3 +237,11 @@ def window_run(*, window_id: int, task: TaskCaller | None = None) -> tuple[Backf
     )
     window.refresh_from_db()
     return window, run
+
+
+def _loaded_before(*, source: str, path: str) -> LoadedFile | None:
+    try:
+        digest = file_digest(path)[0]
+    except SourceError:
+        return None  # unreadable: its run says why
+    return LoadedFile.objects.filter(source=source, digest=digest).first()
