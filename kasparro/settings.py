@@ -286,6 +286,11 @@ HTTP_MAX_BODY_BYTES = _positive_int("HTTP_MAX_BODY_BYTES", 64 * 1024 * 1024)
 # Calls per minute each upstream may receive from all workers together (shared through Redis).
 COINGECKO_CALLS_PER_MINUTE = _positive_int("COINGECKO_CALLS_PER_MINUTE", 20)
 COINPAPRIKA_CALLS_PER_MINUTE = _positive_int("COINPAPRIKA_CALLS_PER_MINUTE", 10)
+# The share of each budget that history backfills may use (manage.py backfill); the rest is kept
+# for the scheduled live runs, which therefore always find calls left however many windows wait.
+HISTORY_BUDGET_SHARE = _read(
+    "HISTORY_BUDGET_SHARE", env.float, 0.8, lambda v: 0 < v < 1, "a fraction between 0 and 1 (exclusive)"
+)
 # The limit's window; 60 makes the two settings above per minute. Tests shrink it.
 RATE_LIMIT_WINDOW_SECONDS = _positive_int("RATE_LIMIT_WINDOW_SECONDS", 60)
 

@@ -35,6 +35,16 @@ def quick_http(settings: object) -> None:
     settings.COINPAPRIKA_API_KEY = ""  # type: ignore[attr-defined]
 
 
+@pytest.fixture(autouse=True)
+def budget_unspent() -> None:
+    """Each test starts with the upstreams' budgets unspent and unpaused, as a new process does
+    (in embedded mode the budget is one per process: the tests share a process)."""
+    from crypto.sources import ratelimit
+
+    ratelimit._IN_PROCESS.reset()
+    ratelimit._PAUSES.clear()
+
+
 @pytest.fixture(autouse=True, scope="session")
 def metrics_of_this_session() -> None:
     """/metrics adds up the files of every process: start from none, as `make run` does."""

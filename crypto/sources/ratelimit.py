@@ -23,8 +23,10 @@ from redis.exceptions import RedisError
 from crypto.sources.body import SourceError
 
 logger = logging.getLogger(__name__)
-# Pauses asked by upstreams, per process, when there is no Redis (embedded mode): monotonic ends.
-_PAUSES: dict[str, float] = {}
+# Without Redis (embedded mode) the budgets and the pauses upstreams asked for live in this process,
+# one store for every limiter in it.
+_IN_PROCESS = storage_from_string("memory://", wrap_exceptions=True)
+_PAUSES: dict[str, float] = {}  # monotonic ends
 
 
 class RateLimitTimeout(SourceError):
@@ -57,9 +59,8 @@ class SharedRateLimiter:
         self.storage_url = storage_url
         # Storage errors raised as one class (StorageError); a Redis that hangs is given up on.
         options = {"socket_connect_timeout": 5, "socket_timeout": 5} if storage_url else {}
-        self.limiter = MovingWindowRateLimiter(
-            storage_from_string(_limits_url(storage_url), wrap_exceptions=True, **options)
-        )
+        storage = storage_from_string(storage_url, wrap_exceptions=True, **options) if storage_url else _IN_PROCESS
+        self.limiter = MovingWindowRateLimiter(storage)
         # Several processes compete for the same slots, so one may wait a few windows; the task's
         # soft time limit bounds the wait in the end, this only turns endless starvation into an error.
         self.max_wait = max_wait if max_wait is not None else 10.0 * (window_seconds + 1)
@@ -130,8 +131,3 @@ class SharedRateLimiter:
                 raise error
             logger.info("rate limit reached, waiting", extra={"upstream": self.name, "wait_s": round(wait, 2)})
             self.sleep(wait)
-
-
-def _limits_url(redis_url: str) -> str:
-    # `limits` names its Redis storage `redis://` too; with no Redis, a per-process memory window.
-    return redis_url or "memory://"

@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
 import pytest
 
 from crypto.sources.ratelimit import RateLimitTimeout, SharedRateLimiter
+from tests.processes import RedisServer
 
 
-@pytest.mark.parametrize("storage_url", ["", "redis://127.0.0.1:6379/15"], ids=["in process", "redis"])
-def test_a_pause_holds_every_limiter_of_the_upstream_and_never_shortens(storage_url: str) -> None:
+@pytest.fixture(scope="module")
+def private_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server.url
+    server.stop()
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["in process", "redis"])
+def test_a_pause_holds_every_limiter_of_the_upstream_and_never_shortens(shared: bool, request: Any) -> None:
+    storage_url = request.getfixturevalue("private_redis") if shared else ""
     slept: list[float] = []
     name = f"pause-test-{storage_url or 'memory'}"
     first = SharedRateLimiter(name=name, calls=100, window_seconds=60, storage_url=storage_url)
@@ -40,3 +54,25 @@ def _expire(limiter: SharedRateLimiter, storage_url: str) -> None:
         limiter._redis().delete(f"kasparro-upstream-pause:{limiter.name}")
     else:
         ratelimit._PAUSES.pop(limiter.name, None)
+
+
+def test_history_takes_its_calls_from_its_share_of_the_budget_and_live_runs_find_calls_left(settings: Any) -> None:
+    from crypto.services.ingest.run import _limiters
+    from crypto.sources.base import Source
+
+    class Budgeted(Source):
+        name = f"budget-test-{uuid.uuid4().hex[:8]}"
+        calls_per_minute_setting = "COINGECKO_CALLS_PER_MINUTE"
+
+    settings.COINGECKO_CALLS_PER_MINUTE, settings.HISTORY_BUDGET_SHARE = 5, 0.6
+    share, whole = _limiters(source=Budgeted(), history=True)
+    assert whole.name == Budgeted.name and share.item.amount == 3 and whole.item.amount == 5
+    for _ in range(3):
+        share.acquire()
+        whole.acquire()
+    assert not share.limiter.test(share.item, share.name), "history has spent its share"
+    [live] = _limiters(source=Budgeted(), history=False)
+    live.sleep = lambda seconds: pytest.fail("a live run waited behind history")
+    live.acquire()
+    live.acquire()
+    assert not whole.limiter.test(whole.item, whole.name), "together they never pass the whole budget"

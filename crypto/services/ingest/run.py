@@ -9,6 +9,7 @@ bodies a backfill read ahead.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
@@ -71,7 +72,7 @@ def history_window(*, source: str, window: Window) -> Origin:
     """One window of one coin's history from the upstream, through the source's rate budget."""
 
     def bodies(source: Source) -> list[PreparedBody]:
-        context = source.fetch_context(settings=settings, client=http_client_build(source=source))
+        context = source.fetch_context(settings=settings, client=http_client_build(source=source, history=True))
         return [body_prepare(source.fetch_history(context=context, window=window))]
 
     return Origin(bodies=bodies, lock=f"ingest:{source}:history:{window.coin.upstream_id}")
@@ -131,16 +132,17 @@ def ingestion_run(
     return run_lifecycle(request=request, work=work, say=say)
 
 
-def http_client_build(*, source: Source) -> HttpClient:
-    """The one HTTP client, with the source's share of its upstream's rate budget when it has one."""
-    limiter = None
-    if source.calls_per_minute_setting:
-        limiter = SharedRateLimiter(
-            name=source.name,
-            calls=getattr(settings, source.calls_per_minute_setting),
-            window_seconds=settings.RATE_LIMIT_WINDOW_SECONDS,
-            storage_url=settings.REDIS_URL,
-        )
+def http_client_build(*, source: Source, history: bool = False) -> HttpClient:
+    """The one HTTP client, with the source's share of its upstream's rate budget when it has one.
+    History (`history`) also takes its calls from a part of the budget of its own
+    (HISTORY_BUDGET_SHARE), so however many windows wait, the live runs find calls left."""
+    limiters = _limiters(source=source, history=history)
+    limiter = limiters[-1] if limiters else None  # the upstream's whole budget
+
+    def before_request() -> None:
+        for each in limiters:
+            each.acquire()
+
     policy = HttpPolicy(
         connect_timeout=settings.HTTP_CONNECT_TIMEOUT,
         read_timeout=settings.HTTP_READ_TIMEOUT,
@@ -151,12 +153,29 @@ def http_client_build(*, source: Source) -> HttpClient:
         max_body_bytes=settings.HTTP_MAX_BODY_BYTES,
     )
     hooks = HttpHooks(
-        before_request=limiter.acquire if limiter else lambda: None,
+        before_request=before_request,
         outcome=lambda outcome: UPSTREAM_CALLS.labels(source.name, outcome).inc(),
         retried=lambda: UPSTREAM_RETRIES.labels(source.name).inc(),
         paused=limiter.pause if limiter else lambda seconds: None,
     )
     return HttpClient(policy=policy, hooks=hooks)
+
+
+def _limiters(*, source: Source, history: bool) -> list[SharedRateLimiter]:
+    """The budgets a call waits for, the upstream's whole budget last."""
+    if not source.calls_per_minute_setting:
+        return []
+    calls = getattr(settings, source.calls_per_minute_setting)
+
+    def budget(name: str, calls: int) -> SharedRateLimiter:
+        return SharedRateLimiter(
+            name=name, calls=calls, window_seconds=settings.RATE_LIMIT_WINDOW_SECONDS, storage_url=settings.REDIS_URL
+        )
+
+    whole = budget(source.name, calls)
+    if not history:
+        return [whole]
+    return [budget(f"{source.name}:history", max(1, math.floor(calls * settings.HISTORY_BUDGET_SHARE))), whole]
 
 
 def file_bodies(*, source: str, path: str) -> Iterator[Body]:
