@@ -50,6 +50,7 @@ bench: install-dev
 	status=0; \
 	  PYTHON=$(BIN)/python scripts/with-services.sh $(BIN)/python bench/api_bench.py --verbose || status=1; \
 	  PYTHON=$(BIN)/python scripts/with-services.sh $(BIN)/python bench/backfill_bench.py || status=1; \
+	  PYTHON=$(BIN)/python scripts/with-services.sh $(BIN)/python bench/history_bench.py || status=1; \
 	  exit $$status
 
 lint: install-dev

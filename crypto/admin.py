@@ -363,8 +363,33 @@ class BackfillJobAdmin(ReadOnlyAdmin):
 
 @admin.register(BackfillWindow)
 class BackfillWindowAdmin(ReadOnlyAdmin):
-    list_display = ("position", "job", "coin", "start", "end", "path", "status", "attempts", "records", "run", "error")
+    list_display = (
+        "position",
+        "job_id",
+        "coin_or_file",
+        "window_range",
+        "status",
+        "attempts",
+        "records",
+        "run_id",
+        "short_error",
+    )
     list_filter = ("status", "job__source", "job")
     search_fields = ("coin", "path", "error")
     list_select_related = ("job",)
     raw_id_fields = ("job", "run")
+
+    @admin.display(description="coin or file", ordering="coin")
+    def coin_or_file(self, window: BackfillWindow) -> str:
+        return window.path or window.coin
+
+    @admin.display(description="range (UTC)", ordering="start")
+    def window_range(self, window: BackfillWindow) -> str:
+        if window.start is None or window.end is None:
+            return "-"
+        nowrap = '<span style="white-space:nowrap">{}</span>'
+        return format_html(nowrap + " to " + nowrap, f"{window.start:%Y-%m-%d %H:%M}", f"{window.end:%Y-%m-%d %H:%M}")
+
+    @admin.display(description="error")
+    def short_error(self, window: BackfillWindow) -> str:
+        return window.error[:160] + ("..." if len(window.error) > 160 else "")

@@ -27,6 +27,7 @@ pytestmark = [pytest.mark.django_db, pytest.mark.timeout(300)]
             "bench/backfill_bench.py",
             ["backfill / bare database work (records/s)", "backfill / one ORM save per record", "peak RSS"],
         ),
+        ("bench/history_bench.py", ["2 workers / 1 (points/s)", "busiest window / budget (calls)"]),
     ],
 )
 def test_each_benchmark_runs_to_the_end_in_quick_mode_and_prints_its_ratios(script: str, labels: list[str]) -> None:

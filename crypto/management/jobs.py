@@ -65,7 +65,7 @@ def job_follow(command: BaseCommand, *, job: BackfillJob, created: bool, wait: b
     )
     if progress.failed:
         failed = job.windows.filter(status=BackfillWindow.Status.FAILED).order_by("position")
-        lines = [f"{window} : {window.error}" for window in failed[:20]]
+        lines = [f"{window.what} failed: {window.error}" for window in failed[:20]]
         if progress.failed > 20:
             lines.append(f"... and {progress.failed - 20} more (see job #{job.pk} in the admin)")
         raise CommandError(

@@ -288,5 +288,9 @@ class BackfillWindow(models.Model):
         indexes = [models.Index(fields=["job", "status"], name="backfill_window_job_status")]
 
     def __str__(self) -> str:
-        what = self.path or f"{self.coin} {self.start:%Y-%m-%d %H:%M} to {self.end:%Y-%m-%d %H:%M} UTC"
-        return f"{what} ({self.status})"
+        return f"{self.what} ({self.status})"
+
+    @property
+    def what(self) -> str:
+        """The coin and its range, or the file."""
+        return self.path or f"{self.coin} {self.start:%Y-%m-%d %H:%M} to {self.end:%Y-%m-%d %H:%M} UTC"

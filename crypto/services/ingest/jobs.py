@@ -137,7 +137,7 @@ def job_enqueue(job: BackfillJob) -> int:
         .values_list("pk", flat=True)
     )
     for window_id in todo:
-        send = partial(task.apply_async, args=[window_id], task_id=uuid(), queue=HISTORY_QUEUE)
+        send = partial(task.apply_async, args=[window_id], task_id=uuid())  # routed to the history queue
         try:
             on_commit(send)
         except Exception:  # embedded mode runs the window here: its failure is on its record
