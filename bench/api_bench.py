@@ -23,19 +23,12 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from urllib.parse import urlparse, urlunparse
+
+from common import bench_database_url, recreate_database
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 FIXTURE = ROOT / "tests" / "fixtures" / "upstream" / "coinpaprika_tickers_greenyun2.json"
-
-
-def bench_database_url(*, quick: bool) -> str:
-    base = os.environ.get("DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/kasparro"
-    parsed = urlparse(base)
-    if not parsed.scheme.startswith("postgres"):
-        sys.exit("make bench needs PostgreSQL: set DATABASE_URL to a postgres:// URL")
-    return urlunparse(parsed._replace(path="/kasparro_bench_quick" if quick else "/kasparro_bench"))
 
 
 SELECT_1 = "/bench/select-1"  # bench/urls.py
@@ -90,19 +83,6 @@ def measure(base: str, paths: list[str], *, requests_per_path: int = 200, concur
 
 
 # --- seeding ---------------------------------------------------------------------------------
-
-
-def recreate_database(url: str) -> None:
-    import psycopg2
-
-    parsed = urlparse(url)
-    admin = psycopg2.connect(urlunparse(parsed._replace(path="/postgres")))
-    admin.autocommit = True
-    name = parsed.path.lstrip("/")
-    with admin.cursor() as cursor:
-        cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        cursor.execute(f'CREATE DATABASE "{name}"')
-    admin.close()
 
 
 SEED_SQL = """
@@ -252,7 +232,7 @@ def main() -> None:
 
     if args.quick:
         args.quotes, args.raw, args.requests = 20_000, 200, 20
-    url = bench_database_url(quick=args.quick)
+    url = bench_database_url("kasparro_bench", quick=args.quick)
     env = {**os.environ, "DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "bench.settings", "DJANGO_DEBUG": "false"}
     env.pop("REDIS_URL", None)
     # The clients all come from one address: measure the API, not its throttle.

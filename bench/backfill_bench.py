@@ -26,9 +26,9 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlparse, urlunparse
 
 import orjson
+from common import bench_database_url, ratios_print, recreate_database
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -38,23 +38,7 @@ TABLES = "market_quote, asset, ingestion_run_body, loaded_file, raw_crypto_data,
 
 
 def database_url(*, quick: bool = False) -> str:
-    base = os.environ.get("DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/kasparro"
-    parsed = urlparse(base)
-    if not parsed.scheme.startswith("postgres"):
-        sys.exit("make bench needs PostgreSQL: set DATABASE_URL to a postgres:// URL")
-    return urlunparse(parsed._replace(path=f"/{DATABASE}_quick" if quick else f"/{DATABASE}"))
-
-
-def recreate_database(url: str) -> None:
-    import psycopg2
-
-    admin = psycopg2.connect(urlunparse(urlparse(url)._replace(path="/postgres")))
-    admin.autocommit = True
-    name = urlparse(url).path.lstrip("/")
-    with admin.cursor() as cursor:
-        cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        cursor.execute(f'CREATE DATABASE "{name}"')
-    admin.close()
+    return bench_database_url(DATABASE, quick=quick)
 
 
 def archive_write(folder: Path, *, bodies: int) -> int:
@@ -378,12 +362,7 @@ def main() -> None:
         f"\nBackfill: {backfill_per_s:,.0f} records/s ({records:,} records in {first_seconds:.1f}s), "
         f"{os.cpu_count()} cores"
     )
-    print("Ratios (target):")
-    missed = False
-    for label, ratio, sense, target in rows_out:
-        ok = ratio >= target if sense == ">=" else ratio <= target
-        missed |= not ok
-        print(f"  {label:<42} {ratio:7.3f}x  ({sense} {target}x) {'ok' if ok else 'MISSED'}")
+    missed = ratios_print(rows_out)
     if args.quick:
         print("(quick: a few bodies, so the ratios say nothing; the run shows the benchmark works)")
     print(

@@ -28,14 +28,13 @@ import time
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, urlparse, urlunparse
+from urllib.parse import parse_qs, urlparse
 
-import orjson
+from common import bench_database_url, chart_body, ratios_print, recreate_database
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 DATABASE = "kasparro_bench_history"
-HOUR_MS = 3600 * 1000
 TABLES = (
     "backfill_window, backfill_job, market_quote, asset, ingestion_run_body, raw_crypto_data, ingestion_run, "
     "source_totals"
@@ -80,39 +79,6 @@ class Stub:
     @property
     def base(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}/api/v3"
-
-
-def chart_body(coin: str, start_s: int, end_s: int) -> bytes:
-    first = -(-start_s * 1000 // HOUR_MS) * HOUR_MS
-    times = range(first, end_s * 1000 + 1, HOUR_MS)
-    price = float(len(coin))
-    return orjson.dumps(
-        {
-            "prices": [[t, price + (t - first) / HOUR_MS / 1000] for t in times],
-            "market_caps": [[t, price * 1e9] for t in times],
-            "total_volumes": [[t, price * 1e7] for t in times],
-        }
-    )
-
-
-def database_url(*, quick: bool) -> str:
-    base = os.environ.get("DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/kasparro"
-    parsed = urlparse(base)
-    if not parsed.scheme.startswith("postgres"):
-        sys.exit("make bench needs PostgreSQL: set DATABASE_URL to a postgres:// URL")
-    return urlunparse(parsed._replace(path=f"/{DATABASE}_quick" if quick else f"/{DATABASE}"))
-
-
-def recreate_database(url: str) -> None:
-    import psycopg2
-
-    admin = psycopg2.connect(urlunparse(urlparse(url)._replace(path="/postgres")))
-    admin.autocommit = True
-    name = urlparse(url).path.lstrip("/")
-    with admin.cursor() as cursor:
-        cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        cursor.execute(f'CREATE DATABASE "{name}"')
-    admin.close()
 
 
 def redis_start(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -213,7 +179,7 @@ def main() -> None:
     stub = Stub(args.delay)
     tmp = Path(tempfile.mkdtemp(prefix="kasparro-history-bench-"))
     redis, redis_url = redis_start(tmp)
-    url = database_url(quick=args.quick)
+    url = bench_database_url(DATABASE, quick=args.quick)
     env = {
         **os.environ,
         "DATABASE_URL": url,
@@ -271,12 +237,7 @@ def main() -> None:
         rows.append(("4 workers / 1 (points/s)", rates[4] / rates[1], ">=", 3.0))
     rows.append(("busiest window / budget (calls)", busiest / calls, "<=", 1.0))
     print(f"\nHistory: {os.cpu_count()} cores, the stub answering after {args.delay * 1000:.0f} ms")
-    print("Ratios (target):")
-    missed = False
-    for label, ratio, sense, target in rows:
-        ok = ratio >= target if sense == ">=" else ratio <= target
-        missed |= not ok
-        print(f"  {label:<36} {ratio:7.3f}x  ({sense} {target}x) {'ok' if ok else 'MISSED'}")
+    missed = ratios_print(rows, width=36)
     if args.quick:
         print("(quick: a few windows, so the ratios say little; the run shows the benchmark works)")
     sys.exit(1 if missed and not args.quick else 0)

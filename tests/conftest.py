@@ -140,21 +140,3 @@ def database_url(settings_dict: dict) -> str:
         f"postgres://{settings_dict['USER']}{password}@{settings_dict['HOST']}:{settings_dict['PORT']}/"
         f"{settings_dict['NAME']}"
     )
-
-
-HOUR_MS = 3600 * 1000
-
-
-def gecko_chart_body(coin: str, start_s: int, end_s: int) -> bytes:
-    """A CoinGecko `/coins/{id}/market_chart/range` answer shaped as its documentation shows: hourly
-    [ms, value] points over the range asked, the coin priced by the length of its id plus a drift."""
-    first = -(-start_s * 1000 // HOUR_MS) * HOUR_MS
-    times = range(first, end_s * 1000 + 1, HOUR_MS)
-    price = float(len(coin))
-    return orjson.dumps(
-        {
-            "prices": [[t, price + (t - first) / HOUR_MS / 1000] for t in times],
-            "market_caps": [[t, price * 1e9] for t in times],
-            "total_volumes": [[t, price * 1e7] for t in times],
-        }
-    )

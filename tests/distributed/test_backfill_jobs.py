@@ -15,8 +15,9 @@ from pathlib import Path
 import orjson
 import pytest
 
+from bench.common import chart_body
 from crypto.models import BackfillJob, BackfillWindow, IngestionRun, MarketQuote, RawBody
-from tests.conftest import PAPRIKA, gecko_chart_body, upstream_bytes
+from tests.conftest import PAPRIKA, upstream_bytes
 from tests.distributed.conftest import PAPRIKA_PATH, send_task
 from tests.processes import ROOT, CeleryProcess, StubUpstream, wait_for
 
@@ -26,7 +27,7 @@ RANGE = "/api/v3/coins/"
 
 def chart(path: str, query: dict[str, list[str]]) -> tuple[int, bytes]:
     coin = path.removeprefix(RANGE).split("/")[0]
-    return 200, gecko_chart_body(coin, int(query["from"][0]), int(query["to"][0]))
+    return 200, chart_body(coin, int(query["from"][0]), int(query["to"][0]))
 
 
 def backfill(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

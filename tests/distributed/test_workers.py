@@ -152,21 +152,27 @@ def test_a_run_past_the_soft_time_limit_fails_as_transient_with_the_limit_and_it
     assert runs[-1].status == "succeeded" and runs[-1].rows_upserted > 0
 
 
-def test_shared_rate_limit_holds_across_processes(celery_env: dict[str, str], stub: StubUpstream) -> None:
-    """Two processes call one upstream through the workers' client; in any window the upstream
-    sees no more calls than the limit."""
-    env = {**celery_env, "COINGECKO_CALLS_PER_MINUTE": "4", "RATE_LIMIT_WINDOW_SECONDS": "2"}
+def calls_from_processes(env: dict[str, str], *, processes: int, calls: int) -> list[int]:
+    """`processes` processes each making `calls` calls to CoinGecko through the workers' client,
+    at once; their exit statuses."""
     script = (
         "import django; django.setup()\n"
         "from django.conf import settings\n"
         "from crypto.services.ingest.run import http_client_build\n"
         "from crypto.sources import source_get\n"
         "client = http_client_build(source=source_get(name='coingecko'))\n"
-        "for _ in range(6):\n"
+        f"for _ in range({calls}):\n"
         "    client.get_json(settings.COINGECKO_BASE_URL + '/coins/markets', params={'page': 1})\n"
     )
-    workers = [subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env=env) for _ in range(2)]
-    assert [w.wait(60) for w in workers] == [0, 0]
+    started = [subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env=env) for _ in range(processes)]
+    return [process.wait(60) for process in started]
+
+
+def test_shared_rate_limit_holds_across_processes(celery_env: dict[str, str], stub: StubUpstream) -> None:
+    """Two processes call one upstream through the workers' client; in any window the upstream
+    sees no more calls than the limit."""
+    env = {**celery_env, "COINGECKO_CALLS_PER_MINUTE": "4", "RATE_LIMIT_WINDOW_SECONDS": "2"}
+    assert calls_from_processes(env, processes=2, calls=6) == [0, 0]
 
     times = sorted(call["at"] for call in stub.calls_to(GECKO_PATH))
     assert len(times) == 12
@@ -182,18 +188,8 @@ def test_a_retry_after_from_the_upstream_pauses_every_process_not_only_the_one_t
     over the upstream hears from neither: the pause is the budget's, shared through Redis."""
     throttled = b'{"status": {"error_code": 429, "error_message": "You\'ve exceeded the Rate Limit."}}'
     stub.scripted[GECKO_PATH].append((429, {"Retry-After": "2"}, throttled))
-    script = (
-        "import django; django.setup()\n"
-        "from django.conf import settings\n"
-        "from crypto.services.ingest.run import http_client_build\n"
-        "from crypto.sources import source_get\n"
-        "client = http_client_build(source=source_get(name='coingecko'))\n"
-        "for _ in range(3):\n"
-        "    client.get_json(settings.COINGECKO_BASE_URL + '/coins/markets', params={'page': 1})\n"
-    )
     env = {**celery_env, "COINGECKO_CALLS_PER_MINUTE": "100"}
-    callers = [subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env=env) for _ in range(2)]
-    assert [c.wait(60) for c in callers] == [0, 0]
+    assert calls_from_processes(env, processes=2, calls=3) == [0, 0]
 
     times = sorted(call["at"] for call in stub.calls_to(GECKO_PATH))
     assert len(times) == 7  # six answers and the 429

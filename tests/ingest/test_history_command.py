@@ -18,9 +18,10 @@ import responses
 from django.core.management import CommandError, call_command
 from django.test import Client
 
+from bench.common import chart_body
 from crypto.models import Asset, IngestionRun, MarketQuote, RawBody
 from crypto.services.ingest.renormalize import renormalize_run
-from tests.conftest import gecko_chart_body, mock_gecko_two_pages
+from tests.conftest import mock_gecko_two_pages
 
 pytestmark = pytest.mark.django_db
 GECKO_RANGE = re.compile(r"https://api\.coingecko\.com/api/v3/coins/([^/]+)/market_chart/range")
@@ -51,7 +52,7 @@ def gecko_chart(request: Any, *, oldest: datetime | None = None) -> tuple[int, d
             "error": {"status": {"timestamp": "2026-12-04T00:00:00Z", "error_code": 10012, "error_message": TOO_OLD}}
         }
         return 401, {"Content-Type": "application/json"}, orjson.dumps(error)
-    return 200, {"Content-Type": "application/json"}, gecko_chart_body(coin, start // 1000, end // 1000)
+    return 200, {"Content-Type": "application/json"}, chart_body(coin, start // 1000, end // 1000)
 
 
 def backfill(*args: str) -> tuple[str, str]:
