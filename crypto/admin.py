@@ -4,12 +4,14 @@ ingestion, never by hand-editing, so the data views are read-only."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from decimal import Decimal
 from functools import cached_property
 from typing import Any
 
 from django.contrib import admin, messages
 from django.core.paginator import Paginator
-from django.db import connection
+from django.db import connection, models
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
@@ -58,7 +60,51 @@ class EstimatedCountPaginator(Paginator):
         return super().count
 
 
+def plain_decimal(value: Decimal | None) -> str:
+    """A decimal as written, without the trailing zeros of its column's scale (`29427.918932650417`,
+    not `29427.918932650417000000`); no exponent, however small."""
+    if value is None:
+        return "-"
+    text = format(value, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def _plain_column(field: models.DecimalField) -> Callable[[Any], str]:
+    def show(obj: Any) -> str:
+        return plain_decimal(getattr(obj, field.name))
+
+    show.short_description = field.verbose_name  # type: ignore[attr-defined]
+    show.admin_order_field = field.name  # type: ignore[attr-defined]
+    return show
+
+
 class ReadOnlyAdmin(admin.ModelAdmin):
+    """View-only admin. Decimal columns show their value as written (`plain_decimal`), in lists and
+    on each row's page, not padded to their column's 8 or 24 places."""
+
+    def __init__(self, model: type[models.Model], admin_site: admin.AdminSite) -> None:
+        super().__init__(model, admin_site)
+        self._plain = {
+            field.name: f"{field.name}_plain"
+            for field in model._meta.get_fields()
+            if isinstance(field, models.DecimalField)
+        }
+        for field in model._meta.get_fields():
+            if isinstance(field, models.DecimalField):
+                setattr(self, self._plain[field.name], _plain_column(field))
+
+    def _plained(self, names: Any) -> list[Any]:
+        return [self._plain.get(name, name) if isinstance(name, str) else name for name in names]
+
+    def get_list_display(self, request: HttpRequest) -> Any:
+        return self._plained(super().get_list_display(request))
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return self._plained(super().get_fields(request, obj))
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return [*super().get_readonly_fields(request, obj), *self._plain.values()]
+
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
@@ -162,9 +208,15 @@ class IngestionRunAdmin(ReadOnlyAdmin):
                 said = "queued as task " + item["task_id"] if item["status"] == "queued" else "ran here and succeeded"
                 self.message_user(request, f"{item['source']}: {said}")
 
-    @admin.display(description="flagged", boolean=True)
-    def flagged(self, run: IngestionRun) -> bool:
-        return run.flagged
+    @admin.display(description="flags")
+    def flagged(self, run: IngestionRun) -> str:
+        """The kinds of its anomaly flags, their messages on hover; nothing for a run without any
+        (not a red cross: an unflagged run is the good case)."""
+        if not run.flags:
+            return ""
+        kinds = ", ".join(dict.fromkeys(flag["kind"].replace("_", " ") for flag in run.flags))
+        messages = "; ".join(flag["message"] for flag in run.flags)
+        return format_html('<span title="{}">&#9873; {}</span>', messages[:1000], kinds)
 
     @admin.display(description="duration (s)")
     def duration(self, run: IngestionRun) -> float | None:

@@ -168,7 +168,7 @@ REST_FRAMEWORK = {
     },
     # Clients are told apart by address; behind a proxy, set how many proxies add X-Forwarded-For.
     "NUM_PROXIES": _read("API_NUM_PROXIES", env.int, 0, lambda v: v >= 0, "0 or more"),
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "crypto.api.openapi.KasparroAutoSchema",
     "DATETIME_FORMAT": "iso-8601",
     "COERCE_DECIMAL_TO_STRING": True,
 }

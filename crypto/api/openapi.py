@@ -5,7 +5,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.openapi import AutoSchema
+from rest_framework.permissions import AllowAny
+
 from crypto.sources import source_choices
+
+
+class KasparroAutoSchema(AutoSchema):
+    """An operation anyone may call lists no security requirement, so the docs draw a lock only
+    where a token or session is needed (triggering a run)."""
+
+    def get_auth(self) -> list[dict[str, list[Any]]]:
+        if all(isinstance(permission, AllowAny) for permission in self.view.get_permissions()):
+            return []
+        return [requirement for requirement in super().get_auth() if requirement]
 
 
 def trigger_source_choices() -> list[tuple[str, str]]:

@@ -18,6 +18,9 @@ from crypto.api.views import DataViewSet, HealthViewSet, StatsViewSet, metrics_v
 # script's POST /api/runs into a GET that triggers nothing.
 router = DefaultRouter()
 router.trailing_slash = "/?"  # the constructor takes only True/False
+# The root is served below, one view for `/api` and `/api/`: the browsable API's breadcrumbs name
+# each view once, so two root views made "Api Root / Api Root".
+router.include_root_view = False
 router.register("quotes", QuoteViewSet, basename="quote")
 router.register("assets", AssetViewSet, basename="asset")
 router.register("runs", RunViewSet, basename="run")
@@ -35,6 +38,6 @@ urlpatterns = [
     re_path(r"^metrics/?$", metrics_view, name="metrics"),
     re_path(r"^api/schema/?$", SpectacularAPIView.as_view(), name="schema"),
     re_path(r"^api/docs/?$", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
-    re_path(r"^api$", router.get_api_root_view()),  # the root without its slash, like every other path
+    re_path(r"^api/?$", router.get_api_root_view(), name="api-root"),  # with or without its slash
     path("api/", include(router.urls)),
 ]

@@ -195,6 +195,9 @@ def test_api_root_and_docs_work_offline(api: Client) -> None:
         "drift",
         "backfills",
     }
+    page = api.get("/api/backfills/", HTTP_ACCEPT="text/html").content.decode()
+    assert page.count(">Api Root<") == 1, "the browsable API's breadcrumb names the root once"
+    assert api.get("/api").json() == api.get("/api/").json()
     docs = Client().get("/api/docs/")
     assert docs.status_code == 200
     html = docs.content.decode()

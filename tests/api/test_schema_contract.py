@@ -60,3 +60,11 @@ schema = schemathesis.openapi.from_wsgi("/api/schema/", application)
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 def test_no_request_generated_from_the_schema_gets_a_server_error_or_an_off_schema_answer(case: Any) -> None:
     case.call_and_validate(checks=CHECKS)
+
+
+def test_the_docs_draw_a_lock_only_on_operations_that_need_a_token_or_session(client: Any) -> None:
+    paths = client.get("/api/schema/?format=json").json()["paths"]
+    secured = {
+        (path, method) for path, operations in paths.items() for method, op in operations.items() if op.get("security")
+    }
+    assert secured == {("/api/runs/", "post")}
