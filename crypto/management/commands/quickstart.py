@@ -61,7 +61,10 @@ class Command(BaseCommand):
                 metrics_files_clear()  # series of an earlier start's ended processes are not added to this one's
                 call_command("migrate", interactive=False)
                 call_command("ingest", source="all", fallback_file=options["fallback_file"])
-                self._say(f"Serving on http://127.0.0.1:{options['port']}/  (try /health, /data, /stats, /admin/)")
+                self._say(
+                    f"Serving on http://127.0.0.1:{options['port']}/  (open it in a browser: the state of the system, "
+                    "the dashboard, the API; scripts: /health, /data, /stats)"
+                )
                 call_command("runserver", f"127.0.0.1:{options['port']}", use_reloader=False, skip_checks=True)
         except EmbeddedDatabaseError as exc:
             raise CommandError(str(exc)) from exc

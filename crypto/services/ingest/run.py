@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from django.conf import settings
+from django.utils import timezone
 
 from crypto.models import IngestionRun
 from crypto.services.ingest.lifecycle import Progress, RunRequest, TaskCaller, run_lifecycle
@@ -23,6 +24,7 @@ from crypto.services.ingest.storage import body_records_upsert, loaded_file_reco
 from crypto.services.ingest.validation import drift_detect, quarantine_store, quarantine_threshold_check
 from crypto.services.monitor.anomalies import run_upstream_ids_remember
 from crypto.services.monitor.metrics import UPSTREAM_CALLS, UPSTREAM_RETRIES
+from crypto.services.monitor.progress import progress_note
 from crypto.sources import source_get
 from crypto.sources.base import Source
 from crypto.sources.body import Body, ParseResult, SourceError
@@ -104,9 +106,14 @@ def ingestion_run(
         parsed_records = 0
         read: tuple[str, int] | None = None  # the file as its bodies were read from it
         ids: set[str] | None = set()  # the upstream ids of every body, for the checks after the run
+        bodies = 0
         for item in origin.bodies(module):
             deadline_check(doing=f"{source}: body {item.body.position}")
             parsed_records += _body_ingest(run=run, module=module, prepared=item, say=say)
+            bodies += 1
+            progress_note(
+                run_id=run.pk, records=run.records_fetched, bodies=bodies, started=run.started_at, now=timezone.now()
+            )
             read = (item.body.file_digest, item.body.file_size) if item.body.file_digest else read
             if item.body.history_of:
                 ids = None  # history is no dataset: not the latest data, not compared with a run before
