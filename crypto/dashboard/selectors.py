@@ -22,6 +22,15 @@ SERIES_POINTS = 1000  # a long series is cut into this many buckets, the last qu
 RUNS_SHOWN = 60
 
 
+def data_version() -> str:
+    """What the dashboard shows changes when a run starts or ends: the newest run's id, status and
+    end, in one index seek (`run_started_id`)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT id, status, finished_at FROM ingestion_run ORDER BY started_at DESC, id DESC LIMIT 1")
+        row = cursor.fetchone()
+    return "none" if row is None else f"{row[0]}-{row[1]}-{row[2].timestamp() if row[2] else ''}"
+
+
 def recent_runs(*, limit: int = RUNS_SHOWN) -> list[IngestionRun]:
     """The newest runs of every source (the `run_started_id` index), newest first."""
     return list(IngestionRun.objects.order_by("-started_at", "-id").defer("problems", "comparison")[:limit])

@@ -4,9 +4,13 @@ vendored uPlot from data embedded in each page. No front-end build, nothing from
 
 from __future__ import annotations
 
+import contextlib
+import functools
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
@@ -14,6 +18,31 @@ from django.urls import reverse
 from crypto.api.selectors import health_report, stats_summary
 from crypto.dashboard import selectors
 from crypto.models import Asset, IngestionRun
+
+PAGE_TTL_SECONDS = 10
+
+
+def versioned(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Serve a page again from the cache while the data behind it is the same (no run started or
+    ended since, `data_version`) and for PAGE_TTL_SECONDS at most, so that a page costs one index
+    seek however often it is opened; a page that must stay live (a running run) is never kept."""
+
+    @functools.wraps(view)
+    def page(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        key = f"dashboard-page:{request.get_full_path()}:{selectors.data_version()}"
+        try:
+            body = cache.get(key)
+        except Exception:  # the cache (Redis) away: render every time
+            body = None
+        if body is not None:
+            return HttpResponse(body)
+        response = view(request, *args, **kwargs)
+        if response.status_code == 200 and not getattr(response, "live", False):
+            with contextlib.suppress(Exception):  # not kept: rendered again next time
+                cache.set(key, response.content, PAGE_TTL_SECONDS)
+        return response
+
+    return page
 
 
 def _sources(health: dict[str, Any]) -> list[dict[str, Any]]:
@@ -33,6 +62,7 @@ def _sources(health: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+@versioned
 def front(request: HttpRequest) -> HttpResponse:
     """`/`: the state of the system at a glance, and the way to everything else."""
     health = health_report()
@@ -54,6 +84,7 @@ def front(request: HttpRequest) -> HttpResponse:
     return render(request, "crypto/front.html", {"health": health, "sources": sources, "links": links})
 
 
+@versioned
 def overview(request: HttpRequest) -> HttpResponse:
     health = health_report()
     runs = selectors.recent_runs()
@@ -81,6 +112,7 @@ def overview(request: HttpRequest) -> HttpResponse:
     return render(request, "crypto/dashboard/overview.html", context)
 
 
+@versioned
 def coin(request: HttpRequest, asset_id: int) -> HttpResponse:
     """A coin: its price from every linked source overlaid, with the checks' flags marked, its
     market cap and volume, and from each point the raw body it came from."""
@@ -111,11 +143,13 @@ def coin(request: HttpRequest, asset_id: int) -> HttpResponse:
     return render(request, "crypto/dashboard/coin.html", context)
 
 
+@versioned
 def search(request: HttpRequest) -> HttpResponse:
     text = request.GET.get("q", "")[:100]
     return render(request, "crypto/dashboard/search.html", {"q": text, "assets": selectors.asset_search(text=text)})
 
 
+@versioned
 def run(request: HttpRequest, run_id: int) -> HttpResponse:
     the_run = get_object_or_404(IngestionRun, pk=run_id)
     running = the_run.status == IngestionRun.Status.RUNNING
@@ -126,4 +160,6 @@ def run(request: HttpRequest, run_id: int) -> HttpResponse:
         "drift": selectors.run_drift(the_run),
         "previous": the_run.comparison.get("previous_run") if the_run.comparison else None,
     }
-    return render(request, "crypto/dashboard/run.html", context)
+    response = render(request, "crypto/dashboard/run.html", context)
+    response.live = running  # type: ignore[attr-defined]  # its progress changes with no new run
+    return response

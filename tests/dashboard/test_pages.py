@@ -101,3 +101,13 @@ def test_a_page_costs_the_same_queries_whatever_the_data(client: Client, path: s
     with CaptureQueriesContext(connection) as after:
         client.get(path)
     assert len(after) <= len(before) + 2, f"{path}: {len(before)} queries empty, {len(after)} with data"
+
+
+def test_a_page_is_served_again_from_the_cache_until_a_run_starts_or_ends(client: Client) -> None:
+    assert "Nothing matches" in client.get("/dashboard/search/", {"q": "zzz"}).content.decode()
+    Asset.objects.create(source="coingecko", upstream_id="zzz", symbol="zzz", name="Zed")
+    with CaptureQueriesContext(connection) as served:
+        again = client.get("/dashboard/search/", {"q": "zzz"}).content.decode()
+    assert "Nothing matches" in again and len(served) == 1, "the same data version: the page kept, one query"
+    IngestionRun.objects.create(source="coingecko", trigger="cli")
+    assert "<code>zzz</code>" in client.get("/dashboard/search/", {"q": "zzz"}).content.decode()
