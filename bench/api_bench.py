@@ -148,8 +148,8 @@ def long_series(*, points: int) -> int:
 
     with connection.cursor() as cursor:
         cursor.execute(LONG_SQL, {"points": points})
-        # Vacuumed now, so that autovacuum does not wake up for these rows while latencies are measured.
-        cursor.execute("VACUUM (ANALYZE) market_quote")
+        # Every table vacuumed now, so that autovacuum does not wake up while latencies are measured.
+        cursor.execute("VACUUM (ANALYZE)")
         cursor.execute("SELECT id FROM asset WHERE upstream_id = 'bench-long'")
         return int(cursor.fetchone()[0])
 
@@ -337,6 +337,7 @@ def main() -> None:
     proc, base = serve(env)
     try:
         first = first_views(base, list(pages.values()))
+        measure(base, paths, requests_per_path=10, concurrency=args.concurrency)  # warm up both workers; not kept
         large = measure(base, paths, requests_per_path=args.requests, concurrency=args.concurrency)
     finally:
         stop(proc)
