@@ -188,14 +188,18 @@ def test_a_retry_after_from_the_upstream_pauses_every_process_not_only_the_one_t
     over the upstream hears from neither: the pause is the budget's, shared through Redis."""
     throttled = b'{"status": {"error_code": 429, "error_message": "You\'ve exceeded the Rate Limit."}}'
     stub.scripted[GECKO_PATH].append((429, {"Retry-After": "2"}, throttled))
-    env = {**celery_env, "COINGECKO_CALLS_PER_MINUTE": "100"}
-    assert calls_from_processes(env, processes=2, calls=3) == [0, 0]
+    stub.delay[GECKO_PATH] = 0.05  # each process keeps calling for a while: the other is still at it
+    env = {**celery_env, "COINGECKO_CALLS_PER_MINUTE": "1000"}
+    assert calls_from_processes(env, processes=2, calls=8) == [0, 0]
 
     times = sorted(call["at"] for call in stub.calls_to(GECKO_PATH))
-    assert len(times) == 7  # six answers and the 429
+    assert len(times) == 17  # sixteen answers and the 429
     [refused] = [call["at"] for call in stub.calls_to(GECKO_PATH)][:1]
-    during = [t - refused for t in times if refused < t < refused + 1.9]
+    # A call the other process had already sent when the 429 was answered arrives within
+    # milliseconds; after that, nobody calls until the pause is over.
+    during = [t - refused for t in times if refused + 0.1 < t < refused + 1.9]
     assert not during, f"calls {during} s after the 429 asked every caller to wait 2 s"
+    assert any(t >= refused + 1.9 for t in times), "the calls went on once the pause was over"
 
 
 def test_a_secret_key_appears_in_no_log_line_and_no_task_message(
