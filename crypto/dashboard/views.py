@@ -88,23 +88,31 @@ def front(request: HttpRequest) -> HttpResponse:
 def overview(request: HttpRequest) -> HttpResponse:
     health = health_report()
     runs = selectors.recent_runs()
+    sources = _sources(health) if health["status"] != "error" else []
     timeline = {
-        "runs": [
+        "sources": [
             {
-                "id": run.pk,
-                "source": run.source,
-                "status": run.status,
-                "at": run.started_at.timestamp(),
-                "seconds": run.duration_seconds,
-                "records": run.records_fetched,
-                "flags": len(run.flags),
+                "source": source["name"],
+                "label": source["label"],
+                "runs": [
+                    {
+                        "id": run.pk,
+                        "status": run.status,
+                        "at": run.started_at.timestamp(),
+                        "seconds": run.duration_seconds,
+                        "records": run.records_fetched,
+                        "flags": len(run.flags),
+                    }
+                    for run in reversed(runs)
+                    if run.source == source["name"]
+                ],
             }
-            for run in reversed(runs)
+            for source in sources
         ]
     }
     context = {
         "health": health,
-        "sources": _sources(health) if health["status"] != "error" else [],
+        "sources": sources,
         "runs": runs[:15],
         "timeline": timeline,
         "movers": selectors.biggest_movers(),

@@ -42,8 +42,10 @@ def test_the_overview_shows_freshness_a_timeline_of_runs_and_the_biggest_movers(
     client: Client, market: dict[str, Any]
 ) -> None:
     page = client.get("/dashboard/").content.decode()
-    timeline = embedded(page, "timeline-data")
-    assert {run["id"] for run in timeline["runs"]} >= {market["first"].pk, market["second"].pk}
+    timeline = {source["source"]: source["runs"] for source in embedded(page, "timeline-data")["sources"]}
+    assert [run["id"] for run in timeline["coinpaprika"]] == [market["first"].pk, market["second"].pk]
+    assert {run["status"] for run in timeline["coingecko"]} == {"succeeded", "running"} and timeline["csv"] == []
+    assert all(run["seconds"] is not None for run in timeline["coinpaprika"]), "how long each took"
     assert "Biggest movers" in page and "CoinPaprika" in page and "quarantined" in page.lower()
     assert f'href="/dashboard/runs/{market["second"].pk}/"' in page
 

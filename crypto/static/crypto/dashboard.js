@@ -23,10 +23,11 @@
     return plot;
   }
 
-  // Recent runs: one dot a run, by status, at its start and its records; flagged runs amber.
+  // Recent runs of one source: one dot a run, by status, at its start and its records (flagged
+  // runs amber), and a line of how long each took; a click opens the run.
   function timeline(el, d) {
-    const runs = d.runs;
-    if (!runs.length) { el.textContent = "No run yet."; return; }
+    const runs = d.sources[Number(el.dataset.index)].runs;
+    if (!runs.length) { el.textContent = "No run yet."; el.classList.add("muted"); el.style.minHeight = "0"; return; }
     const xs = runs.map((r) => r.at);
     const by = (test) => runs.map((r) => (test(r) ? r.records : null));
     const series = [
@@ -35,21 +36,24 @@
       by((r) => r.status !== "succeeded" && r.status !== "failed"),
       by((r) => r.status === "succeeded" && r.flags > 0),
     ];
+    const seconds = runs.map((r) => r.seconds);
     const opts = {
-      width: width(el), height: 260,
+      width: width(el), height: 200,
       series: [
         {},
         { label: "succeeded", stroke: status.succeeded, points: dot(status.succeeded), paths: () => null },
         { label: "failed", stroke: status.failed, points: dot(status.failed), paths: () => null },
         { label: "skipped or running", stroke: status.skipped, points: dot(status.skipped), paths: () => null },
         { label: "flagged", stroke: "#d98e04", points: dot("#d98e04", 9), paths: () => null },
+        { label: "seconds", stroke: "#9aa1ad", width: 1, dash: [3, 3], scale: "s", spanGaps: true, points: { show: false } },
       ],
-      axes: [{}, axis({ label: "records" })],
+      scales: { s: {} },
+      axes: [{}, axis({ label: "records" }), axis({ scale: "s", side: 1, grid: { show: false }, label: "seconds" })],
       hooks: { ready: [(u) => u.over.addEventListener("click", () => {
         const i = u.cursor.idx; if (i !== null && i !== undefined) window.location = "/dashboard/runs/" + runs[i].id + "/";
       })] },
     };
-    record("timeline", new uPlot(opts, [xs, ...series], el), series);
+    record("timeline", new uPlot(opts, [xs, ...series, seconds], el), series);
   }
 
   // Price of each source overlaid on one time axis; flags as markers; a click opens the point's body.
