@@ -29,7 +29,8 @@ def versioned(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
 
     @functools.wraps(view)
     def page(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        key = f"dashboard-page:{request.get_full_path()}:{selectors.data_version()}"
+        # Staff see the reasons behind a failure (they can name paths and hosts), as on /health.
+        key = f"dashboard-page:{_sees_detail(request)}:{request.get_full_path()}:{selectors.data_version()}"
         try:
             body = cache.get(key)
         except Exception:  # the cache (Redis) away: render every time
@@ -43,6 +44,10 @@ def versioned(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
         return response
 
     return page
+
+
+def _sees_detail(request: HttpRequest) -> bool:
+    return bool(getattr(request.user, "is_staff", False))
 
 
 def _sources(health: dict[str, Any]) -> list[dict[str, Any]]:
@@ -81,7 +86,8 @@ def front(request: HttpRequest) -> HttpResponse:
     if settings.FLOWER_URL:
         links.append(("Flower", settings.FLOWER_URL, "watch the Celery tasks"))
     sources = _sources(health) if health["status"] != "error" else []
-    return render(request, "crypto/front.html", {"health": health, "sources": sources, "links": links})
+    context = {"health": health, "sources": sources, "links": links, "detail": _sees_detail(request)}
+    return render(request, "crypto/front.html", context)
 
 
 @versioned
@@ -112,6 +118,7 @@ def overview(request: HttpRequest) -> HttpResponse:
     }
     context = {
         "health": health,
+        "detail": _sees_detail(request),
         "sources": sources,
         "runs": runs[:15],
         "timeline": timeline,

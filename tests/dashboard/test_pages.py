@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import User
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -32,7 +33,12 @@ def test_the_front_page_says_the_state_of_each_source_and_links_everywhere(clien
     settings.FLOWER_URL = "http://127.0.0.1:5555/"
     IngestionRun.objects.create(source="coinpaprika", trigger="cli", status="failed", error="HTTP 500 upstream")
     page = client.get("/").content.decode()
-    assert "Degraded" in page and "failing: coinpaprika" in page and "HTTP 500 upstream" in page
+    assert "Degraded" in page and "failing: coinpaprika" in page
+    assert "HTTP 500 upstream" not in page and "shown to staff" in page, "the reason is withheld, as on /health"
+    staff = User.objects.create_user("ops", password="x", is_staff=True)
+    client.force_login(staff)
+    assert "HTTP 500 upstream" in client.get("/").content.decode(), "staff see it (a page cached apart)"
+    client.logout()
     for href in ('href="/dashboard/"', 'href="/api/docs/"', 'href="/api/"', 'href="/admin/"', 'href="/metrics"'):
         assert href in page
     assert 'href="http://127.0.0.1:5555/"' in page, "Flower is linked where configured"
