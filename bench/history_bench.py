@@ -149,7 +149,7 @@ def job_load(*, windows: int, days: int, workers: int, env: dict[str, str], logs
     plan = history_plan(source="coingecko", coins=coins, since=since, until=since + timedelta(days=days))
     procs = workers_start(workers, env, logs)
     try:
-        job, _ = history_job_start(source="coingecko", windows=plan, request=f"bench {workers}", until_given=True)
+        job, _ = history_job_start(source="coingecko", windows=plan, request=f"bench {workers}", until=str(days))
         started = time.perf_counter()
         job_enqueue(job)
         deadline = time.monotonic() + 600

@@ -11,6 +11,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
@@ -30,9 +31,11 @@ def versioned(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
     @functools.wraps(view)
     def page(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         # Staff see the reasons behind a failure (they can name paths and hosts), as on /health.
-        key = f"dashboard-page:{_sees_detail(request)}:{request.get_full_path()}:{selectors.data_version()}"
         try:
+            key = f"dashboard-page:{_sees_detail(request)}:{request.get_full_path()}:{selectors.data_version()}"
             body = cache.get(key)
+        except DatabaseError:  # the database away: the page says so (the front page does), uncached
+            return view(request, *args, **kwargs)
         except Exception:  # the cache (Redis) away: render every time
             body = None
         if body is not None:

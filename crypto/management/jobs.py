@@ -37,7 +37,13 @@ def job_follow(command: BaseCommand, *, job: BackfillJob, created: bool, wait: b
         )
     if not settings.REDIS_URL:
         command.stdout.write("No REDIS_URL: no broker, so each window runs here, in this process.")
-    sent = job_enqueue(job)
+    try:
+        sent = job_enqueue(job)
+    except Exception as exc:  # the broker refused or is unreachable
+        raise CommandError(
+            f"could not send the windows of job #{job.pk} to the workers ({exc}); the job is recorded: "
+            "the same command resumes it once the broker is back"
+        ) from exc
     if settings.REDIS_URL:
         command.stdout.write(f"{sent} window task(s) sent to the workers' history queue")
         if not wait:

@@ -119,3 +119,21 @@ def test_a_page_is_served_again_from_the_cache_until_a_run_starts_or_ends(client
     assert "Nothing matches" in again and len(served) == 1, "the same data version: the page kept, one query"
     IngestionRun.objects.create(source="coingecko", trigger="cli")
     assert "<code>zzz</code>" in client.get("/dashboard/search/", {"q": "zzz"}).content.decode()
+
+
+def test_the_front_page_says_the_database_is_unreachable_instead_of_failing(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.db import OperationalError
+
+    from crypto.dashboard import selectors, views
+
+    def away() -> str:
+        raise OperationalError("could not connect to server")
+
+    monkeypatch.setattr(selectors, "data_version", away)
+    monkeypatch.setattr(
+        views, "health_report", lambda: {"status": "error", "database": {"status": "down", "error": "refused"}}
+    )
+    page = client.get("/")
+    assert page.status_code == 200 and "Database unreachable" in page.content.decode()

@@ -186,3 +186,40 @@ def test_renormalizing_parses_history_bodies_as_history_and_keeps_them_marked(ht
     assert (
         list(MarketQuote.objects.order_by("last_updated").values_list("last_updated", "price_usd", "history")) == before
     )
+
+
+def test_a_history_point_never_overwrites_a_live_quote_at_the_same_time(http: responses.RequestsMock) -> None:
+    live_gecko(http)
+    bitcoin = MarketQuote.objects.filter(asset__upstream_id="bitcoin", history=False).latest("last_updated")
+    hour = bitcoin.last_updated.replace(minute=0, second=0, microsecond=0)
+    MarketQuote.objects.filter(pk=bitcoin.pk).update(last_updated=hour)  # a live quote on the hour
+    http.add_callback(responses.GET, GECKO_RANGE, callback=gecko_chart)
+    since, until = hour - timedelta(hours=2), hour + timedelta(hours=2)
+    backfill(
+        "--source",
+        "coingecko",
+        "--coins",
+        "bitcoin",
+        "--since",
+        f"{since:%Y-%m-%dT%H:%M}",
+        "--until",
+        f"{until:%Y-%m-%dT%H:%M}",
+    )
+    kept = MarketQuote.objects.get(pk=bitcoin.pk)
+    assert kept.history is False and kept.price_usd == bitcoin.price_usd and kept.raw_id == bitcoin.raw_id
+    assert MarketQuote.objects.filter(asset__upstream_id="bitcoin", history=True).count() == 4
+
+
+def test_an_unreachable_broker_is_one_clear_line_and_the_job_resumes_later(
+    http: responses.RequestsMock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from crypto.management import jobs as follow
+
+    def refused(job: object) -> int:
+        raise ConnectionRefusedError("[Errno 111] Connection refused")
+
+    monkeypatch.setattr(follow, "job_enqueue", refused)
+    with pytest.raises(CommandError, match=r"could not send the windows of job #\d+ .*Connection refused.*resumes it"):
+        backfill(
+            "--source", "coingecko", "--coins", "bitcoin", "--since", "2025-01-01", "--until", "2025-01-03", "--async"
+        )

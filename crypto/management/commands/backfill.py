@@ -95,9 +95,12 @@ class Command(BaseCommand):
             request = f"--coins {options['coins']} --since {options['since']}" + (
                 f" --until {options['until']}" if options["until"] else ""
             )
-            job, created = history_job_start(
-                source=source, windows=windows, request=request, until_given=bool(options["until"])
-            )
+            try:
+                job, created = history_job_start(
+                    source=source, windows=windows, request=request, until=options["until"]
+                )
+            except SourceError as exc:
+                raise CommandError(str(exc)) from None
             job_follow(self, job=job, created=created, wait=options["wait"], timeout=options["timeout"])
             return
         width = len(str(len(windows)))

@@ -62,6 +62,7 @@ FROM {STAGE} s JOIN asset a ON a.source = %(source)s AND a.upstream_id = s.upstr
 ON CONFLICT (asset_id, last_updated) DO UPDATE SET
     {", ".join(f"{name} = excluded.{name}" for name in QUOTE_VALUE_FIELDS)},
     raw_id = excluded.raw_id, ingested_at = excluded.ingested_at, history = excluded.history
+WHERE market_quote.history OR NOT excluded.history  -- history never overwrites a live observation
 """
 
 # How old the body's data is: its newest record, for /data to say.

@@ -14,9 +14,10 @@ quotes upserted on their natural keys), so nothing is duplicated either way.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -80,13 +81,16 @@ class JobProgress:
 
 
 def history_job_start(
-    *, source: str, windows: list[Window], request: str, until_given: bool
+    *, source: str, windows: list[Window], request: str, until: str | None
 ) -> tuple[BackfillJob, bool]:
     """The job of these windows, created, or found when the same request made it before (then it
-    resumes with the windows it planned: a range to "now" stays the range of its first start)."""
+    resumes with the windows it planned: a range to "now", or past it, stays the range of its first
+    start). `until` is the end as asked (None: now)."""
+    if not windows:
+        raise SourceError("nothing to fetch: no coin, or an empty range")
     coins = sorted({window.coin.upstream_id for window in windows})
-    first, last = min(w.start for w in windows), max(w.end for w in windows)
-    key = f"history|{source}|{','.join(coins)}|{first.isoformat()}|{last.isoformat() if until_given else 'now'}"
+    first = min(w.start for w in windows)
+    key = f"history|{source}|{','.join(coins)}|{first.isoformat()}|{until or 'now'}"
     rows = [
         BackfillWindow(
             position=n,
@@ -104,7 +108,7 @@ def history_job_start(
 def archive_job_start(*, source: str, files: list[Path], request: str) -> tuple[BackfillJob, bool]:
     """The job of an archive's files, one window each, created or found again."""
     key = f"archive|{source}|" + "\n".join(str(path.resolve()) for path in files)
-    rows = [BackfillWindow(position=n, path=str(path)[:2000]) for n, path in enumerate(files, start=1)]
+    rows = [BackfillWindow(position=n, path=str(path.resolve())[:2000]) for n, path in enumerate(files, start=1)]
     return _job_start(source=source, kind=BackfillJob.Kind.ARCHIVE, request=request, key=key, rows=rows)
 
 
@@ -126,13 +130,17 @@ def _job_start(
 
 
 def job_enqueue(job: BackfillJob) -> int:
-    """Send a task for each window not done nor running (a failed one gets another try), once the
-    caller's transaction commits; returns how many. With no broker (embedded mode) each runs here,
-    in turn."""
+    """Send a task for each window not done nor running (a failed one gets another try, and one
+    `running` for longer than a task may run has lost its task), once the caller's transaction
+    commits; returns how many. A window sent twice is done once (`window_run` claims it). With no
+    broker (embedded mode) each runs here, in turn."""
     current_app.loader.import_default_modules()  # CELERY_INCLUDE: a worker imports it at start, others here
     task = current_app.tasks[WINDOW_TASK]
+    status = BackfillWindow.Status
     todo = list(
-        job.windows.filter(status__in=[BackfillWindow.Status.PENDING, BackfillWindow.Status.FAILED])
+        job.windows.filter(
+            Q(status__in=[status.PENDING, status.FAILED]) | Q(status=status.RUNNING, started_at__lt=_stale_before())
+        )
         .order_by("position")
         .values_list("pk", flat=True)
     )
@@ -189,54 +197,75 @@ def job_progress(job: BackfillJob) -> JobProgress:
     return progress_of(job.windows.aggregate(**progress_fields()))
 
 
+def _stale_before() -> datetime:
+    """A window `running` since before this has lost its task (a worker killed past its hard limit,
+    a process stopped): it may be claimed and sent again."""
+    return timezone.now() - timedelta(seconds=settings.INGEST_TIME_LIMIT + settings.INGEST_RETRY_BACKOFF_CAP + 60)
+
+
+def _sendable() -> Q:
+    """Windows to send a task for: pending, failed, or running past any task's time (lost)."""
+    status = BackfillWindow.Status
+    return Q(status__in=[status.PENDING, status.FAILED]) | Q(status=status.RUNNING, started_at__lt=_stale_before())
+
+
+def _claimable(task_id: str) -> Q:
+    """What a task may take: a sendable window, or its own (a retry or redelivery keeps its id)."""
+    return _sendable() | Q(task_id=task_id) if task_id else _sendable()
+
+
 def window_run(*, window_id: int, task: TaskCaller | None = None) -> tuple[BackfillWindow, IngestionRun | None]:
-    """Do one window as one run and record how it went. A window already done is left as it is
-    (a task sent twice, or redelivered after it finished): (window, None)."""
-    window = BackfillWindow.objects.select_related("job").get(pk=window_id)
-    if window.status == BackfillWindow.Status.DONE:
-        return window, None
+    """Do one window as one run and record how it went. The window is claimed first, in one
+    statement: a window done, or running under another task (a duplicate sent by a resume), is
+    left alone: (window, None). Whatever stops the work midway (an error, the time limit) leaves
+    the window failed with the reason, never `running` with no one at it."""
+    task_id = task.task_id if task else ""
     windows = BackfillWindow.objects.filter(pk=window_id)
-    windows.update(
-        status=BackfillWindow.Status.RUNNING,
-        attempts=F("attempts") + 1,
-        task_id=task.task_id if task else "",
-        started_at=timezone.now(),
+    claimed = windows.filter(_claimable(task_id)).update(
+        status=BackfillWindow.Status.RUNNING, attempts=F("attempts") + 1, task_id=task_id, started_at=timezone.now()
     )
-    job = window.job
-    if job.kind == BackfillJob.Kind.ARCHIVE and (loaded := _loaded_before(source=job.source, path=window.path)):
-        # Loaded by an earlier run (a backfill in one process, say): known by its bytes, not read again.
-        windows.update(status=BackfillWindow.Status.DONE, error="", run=loaded.run, finished_at=timezone.now())
-        window.refresh_from_db()
+    window = BackfillWindow.objects.select_related("job").get(pk=window_id)
+    if not claimed:
         return window, None
-    if job.kind == BackfillJob.Kind.HISTORY:
-        assert window.start is not None and window.end is not None
-        coin = Coin(window.coin, window.coin_symbol, window.coin_name)
-        span = Window(coin=coin, start=window.start, end=window.end, position=window.position)
-        run = ingestion_run(
-            source=job.source,
-            trigger=IngestionRun.Trigger.HISTORY,
-            origin=history_window(source=job.source, window=span),
-            task=task,
-        )
-    else:
-        run = ingestion_run(
-            source=job.source, trigger=IngestionRun.Trigger.FILE, origin=saved_file(path=window.path), task=task
-        )
-    if run.status == IngestionRun.Status.SUCCEEDED:
-        outcome = {"status": BackfillWindow.Status.DONE, "error": ""}
+    mine = windows.filter(status=BackfillWindow.Status.RUNNING, task_id=task_id)  # ends only what it claimed
+    try:
+        run = _window_work(window=window, task=task)
+    except BaseException as exc:
+        with contextlib.suppress(Exception):  # the database away too: the window is lost, sent again later
+            mine.update(status=BackfillWindow.Status.FAILED, error=f"stopped: {type(exc).__name__}: {exc}"[:2000])
+        raise
+    if run is None:  # loaded before, by its bytes
+        outcome: dict[str, Any] = {"status": BackfillWindow.Status.DONE, "error": ""}
+    elif run.status == IngestionRun.Status.SUCCEEDED:
+        outcome = {"status": BackfillWindow.Status.DONE, "error": "", "records": run.records_fetched}
     elif run.retry_scheduled:
         outcome = {"status": BackfillWindow.Status.PENDING, "error": f"retrying: {run.error}"}
     else:
         outcome = {"status": BackfillWindow.Status.FAILED, "error": run.error}
-    windows.update(
-        **outcome,
-        records=run.records_fetched if run.status == IngestionRun.Status.SUCCEEDED else 0,
-        rows_upserted=run.rows_upserted,
-        run=run,
-        finished_at=timezone.now(),
-    )
+    if run is not None:
+        outcome.update(rows_upserted=run.rows_upserted, run=run)
+    mine.update(**outcome, finished_at=timezone.now())
     window.refresh_from_db()
     return window, run
+
+
+def _window_work(*, window: BackfillWindow, task: TaskCaller | None) -> IngestionRun | None:
+    """The window's run; None for a file an earlier run loaded (known by its bytes, not read again)."""
+    job = window.job
+    if job.kind == BackfillJob.Kind.ARCHIVE:
+        loaded = _loaded_before(source=job.source, path=window.path)
+        if loaded is not None:
+            BackfillWindow.objects.filter(pk=window.pk).update(run=loaded.run)
+            return None
+        # A lock of its own file, not the source's: the archive's files load side by side, and a
+        # live run never finds its source taken by them.
+        origin = replace(saved_file(path=window.path), lock=f"ingest:{job.source}:file:{window.path}")
+        return ingestion_run(source=job.source, trigger=IngestionRun.Trigger.FILE, origin=origin, task=task)
+    assert window.start is not None and window.end is not None
+    coin = Coin(window.coin, window.coin_symbol, window.coin_name)
+    span = Window(coin=coin, start=window.start, end=window.end, position=window.position)
+    origin = history_window(source=job.source, window=span)
+    return ingestion_run(source=job.source, trigger=IngestionRun.Trigger.HISTORY, origin=origin, task=task)
 
 
 def _loaded_before(*, source: str, path: str) -> LoadedFile | None:
