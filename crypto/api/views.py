@@ -14,14 +14,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from crypto.api import selectors
-from crypto.api.serializers import (
-    DataQuerySerializer,
-    DatasetSerializer,
-    ErrorSerializer,
-    HealthErrorSerializer,
-    HealthSerializer,
-    StatsSerializer,
-)
+from crypto.api.answers import DatasetSerializer, HealthErrorSerializer, HealthSerializer, StatsSerializer
+from crypto.api.serializers import DataQuerySerializer, ErrorSerializer
 from crypto.services.monitor.metrics import metrics_exposition
 
 
