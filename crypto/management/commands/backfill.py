@@ -12,7 +12,6 @@ it loads the same windows again, which changes nothing already loaded (crypto/se
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime, time
 from typing import Any
 
@@ -20,10 +19,10 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from crypto.management.jobs import job_follow
+from crypto.management.terminal import command_session
 from crypto.models import IngestionRun
 from crypto.services.ingest.history import HistoryProgress, history_coins, history_load, history_plan, history_sources
 from crypto.services.ingest.jobs import history_job_start
-from crypto.services.ingest.lifecycle import RunNotRecorded
 from crypto.sources.body import SourceError
 from crypto.sources.history import Window
 
@@ -64,16 +63,8 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        crypto_logger = logging.getLogger("crypto")
-        previous = crypto_logger.level
-        if options["verbosity"] < 2 and self.stdout.isatty():
-            crypto_logger.setLevel(logging.WARNING)  # at a terminal the lines below say what the logs say
-        try:
+        with command_session(self, verbosity=options["verbosity"]):
             self._handle(**options)
-        except RunNotRecorded as exc:
-            raise CommandError(str(exc)) from None
-        finally:
-            crypto_logger.setLevel(previous)
 
     def _handle(self, **options: Any) -> None:
         source = options["source"]

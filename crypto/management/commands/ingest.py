@@ -8,7 +8,6 @@ reasons on stderr.
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import Any
 
@@ -16,11 +15,11 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from crypto.management.jobs import job_follow
+from crypto.management.terminal import command_session
 from crypto.models import IngestionRun, LoadedFile
 from crypto.services.ingest.backfill import BackfillProgress, backfill_paths, backfill_run
 from crypto.services.ingest.enqueue import ingestion_enqueue, task_attempts_wait
 from crypto.services.ingest.jobs import archive_job_start
-from crypto.services.ingest.lifecycle import RunNotRecorded
 from crypto.services.ingest.run import ingestion_run, saved_file
 from crypto.sources import source_names
 from crypto.sources.body import SourceError
@@ -67,18 +66,8 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        crypto_logger = logging.getLogger("crypto")
-        previous = crypto_logger.level
-        if options["verbosity"] < 2 and self.stdout.isatty():
-            # At a terminal the progress lines say what the service logs; keep it readable. Without
-            # one (cron, CI, a pipe) the run is logged as well, as every service logs it.
-            crypto_logger.setLevel(logging.WARNING)
-        try:
+        with command_session(self, verbosity=options["verbosity"]):
             self._handle(**options)
-        except RunNotRecorded as exc:  # the database went away mid-run: one line, not a traceback
-            raise CommandError(str(exc)) from None
-        finally:
-            crypto_logger.setLevel(previous)
 
     def _handle(self, **options: Any) -> None:
         source, file = options["source"], options["file"]

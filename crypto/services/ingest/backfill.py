@@ -51,15 +51,19 @@ class BackfillProgress:
 
     @property
     def records_per_second(self) -> float:
-        elapsed = time.monotonic() - self.started
-        return self.records / elapsed if elapsed > 0 else 0.0
+        return pace(records=self.records, started=self.started, ended=self.files_done, total=self.files_total)[0]
 
     @property
     def eta_seconds(self) -> float | None:
-        if not self.files_done:
-            return None
-        elapsed = time.monotonic() - self.started
-        return elapsed / self.files_done * (self.files_total - self.files_done)
+        return pace(records=self.records, started=self.started, ended=self.files_done, total=self.files_total)[1]
+
+
+def pace(*, records: int, started: float, ended: int, total: int) -> tuple[float, float | None]:
+    """Records a second since `started` (time.monotonic), and the seconds left at the rate the
+    `ended` of `total` pieces took (None before the first ends)."""
+    elapsed = time.monotonic() - started
+    rate = records / elapsed if elapsed > 0 else 0.0
+    return rate, (elapsed / ended * (total - ended) if ended else None)
 
 
 def backfill_paths(*, source: str, target: str) -> list[Path]:

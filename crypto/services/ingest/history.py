@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 
 from crypto.models import Asset, IngestionRun, MarketQuote
+from crypto.services.ingest.backfill import pace
 from crypto.services.ingest.run import history_window, ingestion_run
 from crypto.sources import source_get, source_names
 from crypto.sources.body import Coin, SourceError
@@ -43,15 +44,15 @@ class HistoryProgress:
 
     @property
     def records_per_second(self) -> float:
-        elapsed = time.monotonic() - self.started
-        return self.records / elapsed if elapsed > 0 else 0.0
+        return self._pace()[0]
 
     @property
     def eta_seconds(self) -> float | None:
-        finished = self.windows_done + self.windows_failed
-        if not finished:
-            return None
-        return (time.monotonic() - self.started) / finished * self.windows_left
+        return self._pace()[1]
+
+    def _pace(self) -> tuple[float, float | None]:
+        ended = self.windows_done + self.windows_failed
+        return pace(records=self.records, started=self.started, ended=ended, total=self.windows_total)
 
 
 def history_sources() -> list[str]:
