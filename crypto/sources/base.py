@@ -99,6 +99,10 @@ class Source:
         """A history body's points as records of `coin`, each at its own time."""
         raise NotImplementedError
 
+    def parse_body(self, *, data: Any, history_of: Coin | None) -> ParseResult:
+        """A stored body's records as its kind reads: a window of a coin's history, or the source's own."""
+        return self.parse_history(data=data, coin=history_of) if history_of else self.parse(data=data)
+
     def upstream_ids(self, *, data: Any) -> frozenset[str] | None:
         """The upstream ids a body holds, as a run's comparison with the previous run counts them,
         or None where only parsing tells (the checks then parse the stored bodies)."""

@@ -72,8 +72,8 @@ def renormalize_run(
 def _parsed(raw: RawBody) -> ParseResult:
     """A stored body parsed again as its kind reads: a window of a coin's history (named as the
     coin's asset is named now), or the source's own."""
-    module = source_get(name=raw.source)
-    if not raw.history_of:
-        return module.parse(data=raw.data)
-    names = Asset.objects.filter(source=raw.source, upstream_id=raw.history_of).values_list("symbol", "name").first()
-    return module.parse_history(data=raw.data, coin=Coin(raw.history_of, *(names or ("", ""))))
+    coin = None
+    if raw.history_of:
+        names = Asset.objects.filter(source=raw.source, upstream_id=raw.history_of).values_list("symbol", "name")
+        coin = Coin(raw.history_of, *(names.first() or ("", "")))
+    return source_get(name=raw.source).parse_body(data=raw.data, history_of=coin)

@@ -12,7 +12,6 @@ import logging
 import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
-from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
@@ -27,7 +26,7 @@ from crypto.services.monitor.metrics import UPSTREAM_CALLS, UPSTREAM_RETRIES
 from crypto.services.monitor.progress import progress_note
 from crypto.sources import source_get
 from crypto.sources.base import Source
-from crypto.sources.body import Body, ParseResult, SourceError
+from crypto.sources.body import Body, SourceError
 from crypto.sources.deadline import deadline_check
 from crypto.sources.history import Window
 from crypto.sources.http import HttpClient, HttpHooks, HttpPolicy
@@ -192,13 +191,6 @@ def file_bodies(*, source: str, path: str) -> Iterator[Body]:
     return module.read_file(path=path, context=replace(context, max_body_bytes=settings.HTTP_MAX_BODY_BYTES))
 
 
-def body_parse(*, module: Source, body: Body, data: Any) -> ParseResult:
-    """A body's records, as its kind reads: a window of a coin's history, or the source's own."""
-    if body.history_of:
-        return module.parse_history(data=data, coin=body.history_of)
-    return module.parse(data=data)
-
-
 def _fetched(source: Source) -> Iterator[Body]:
     return source.fetch(context=source.fetch_context(settings=settings, client=http_client_build(source=source)))
 
@@ -227,7 +219,9 @@ def _body_ingest(*, run: IngestionRun, module: Source, prepared: PreparedBody, s
         if drift is not None:
             say(f"{run.source}: body {body.position}: schema drift ({drift.severity}): {drift.summary}")
     parsed = (
-        prepared.parsed if prepared.parsed is not None else body_parse(module=module, body=body, data=prepared.data)
+        prepared.parsed
+        if prepared.parsed is not None
+        else module.parse_body(data=prepared.data, history_of=body.history_of)
     )
     # Counted first, so a run that fails on them still says which records and why.
     run.records_rejected += len(parsed.problems)
